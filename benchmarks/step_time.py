@@ -1,0 +1,97 @@
+"""Time one optimisation step of the Lightning run against a plain PyTorch loop doing the same math.
+
+Both use the same frozen VGG (``VGGFeatures``), layers, loss functions, image size and optimiser, in this process,
+interleaved so that both see the same machine state. Prints the median step time of each and their ratio.
+
+    python benchmarks/step_time.py --sizes 128 256 --steps 30
+"""
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+
+import pytorch_lightning as pl
+import torch
+
+from lightning_style import PairDataModule, StyleTransfer
+from lightning_style.losses import content_loss, gram_matrix, style_loss
+
+CONTENT, STYLE = "examples/content/chelsea.png", "examples/style/swirls.png"
+
+
+class StepTimer(pl.Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, *_) -> None:
+        self.times.append(time.perf_counter())
+
+
+def lightning_steps(backbone: str, size: int, steps: int) -> list[float]:
+    pl.seed_everything(0, verbose=False)
+    model = StyleTransfer(backbone=backbone, weights=None)
+    data = PairDataModule(CONTENT, STYLE, image_size=size)
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        trainer = pl.Trainer(
+            accelerator="cpu", max_steps=steps, default_root_dir=out, enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=10,
+            logger=pl.loggers.CSVLogger(out), callbacks=[timer],
+        )
+        trainer.fit(model, datamodule=data)
+    return [b - a for a, b in zip(timer.times, timer.times[1:])]
+
+
+def plain_steps(backbone: str, size: int, steps: int) -> list[float]:
+    """The same math without Lightning: targets once, then Adam steps on the image with clamping."""
+    pl.seed_everything(0, verbose=False)
+    reference = StyleTransfer(backbone=backbone, weights=None)  # for its features and loss settings only
+    features, content_layers, style_layers = reference.features, reference.content_layers, reference.style_layers
+    data = PairDataModule(CONTENT, STYLE, image_size=size)
+    data.setup("fit")
+    content, style = data.pairs[0].content[None], data.pairs[0].style[None]
+    with torch.no_grad():
+        content_targets = features(content)
+        style_targets = {layer: gram_matrix(f) for layer, f in features(style).items()}
+    image = torch.nn.Parameter(content.clone())
+    optimizer = torch.optim.Adam([image], lr=0.02)
+    times = [time.perf_counter()]
+    for _ in range(steps):
+        optimizer.zero_grad()
+        out = features(image)
+        content_term = sum(w * content_loss(out[l], content_targets[l]) for l, w in content_layers.items())
+        style_term = sum(w * style_loss(out[l], style_targets[l]) for l, w in style_layers.items())
+        loss = (reference.hparams.content_weight * content_term + reference.hparams.style_weight * style_term).sum()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            image.clamp_(0, 1)
+        times.append(time.perf_counter())
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="vgg19_bn")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backbone {args.backbone}, Adam, 1 pair")
+    print(f"{'size':>6} {'plain ms/step':>14} {'lightning ms/step':>18} {'ratio':>7}")
+    for size in args.sizes:
+        plain, lightning = [], []
+        for _ in range(args.repeats):
+            plain += plain_steps(args.backbone, size, args.steps)[3:]  # skip warm-up steps
+            lightning += lightning_steps(args.backbone, size, args.steps)[3:]
+        p, l = statistics.median(plain), statistics.median(lightning)
+        print(f"{size:>6} {p * 1e3:>14.1f} {l * 1e3:>18.1f} {l / p:>7.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The ``lightning-style`` command: a ``LightningCLI`` over ``StyleTransfer`` and ``PairDataModule``."""
+
+import os
+import sys
+import warnings
+
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from .callbacks import ImageWriter, StepProgressBar
+from .data import PairDataModule
+from .errors import StyleTransferError
+from .module import StyleTransfer
+
+
+class StyleTransferCLI(LightningCLI):
+    """``LightningCLI`` with an ``--output`` group (the :class:`ImageWriter`) and input checks before fit."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Only ``fit``: style transfer optimises, it has nothing to validate, test or predict."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ImageWriter, "output")
+
+    def before_fit(self) -> None:
+        # Fail on a too-small image before callbacks write logs or configs.
+        self.datamodule.check_min_size(self.model.features.min_size)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the command line (``args`` replaces ``sys.argv[1:]``, for tests and notebooks).
+
+    Bad input exits with one ``lightning-style: error: ...`` line; ``LIGHTNING_STYLE_DEBUG=1`` shows the traceback.
+    """
+    # Expected here: the train loader only counts steps (workers would not help), and the VGG is frozen in eval mode.
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+    try:
+        StyleTransferCLI(
+            StyleTransfer,
+            PairDataModule,
+            auto_configure_optimizers=False,  # the model builds its optimizer over the images, once they exist
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [StepProgressBar()]},
+            args=args,
+        )
+    except StyleTransferError as error:
+        if os.environ.get("LIGHTNING_STYLE_DEBUG"):
+            raise
+        sys.exit(f"lightning-style: error: {error}")

@@ -1,0 +1,208 @@
+"""Images in, content/style pairs out: loading, validation and the ``PairDataModule``."""
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from lightning_utilities.core.rank_zero import rank_zero_warn
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pytorch_lightning import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import StyleTransferError
+
+IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One content/style pair: ``name`` is ``<content-stem>__<style-stem>``; images are ``(3, H, W)`` in ``[0, 1]``."""
+
+    name: str
+    content: Tensor
+    style: Tensor
+
+
+def open_image(path: str | Path, role: str = "image") -> Image.Image:
+    """Open an image lazily (header only) and check it: exists, is an image, is not a decompression bomb.
+
+    Raises:
+        StyleTransferError: naming ``role`` and ``path`` and what is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StyleTransferError(f"{role} {path}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise StyleTransferError(f"{role} {path}: the file is empty")
+    try:
+        return Image.open(path)  # reads the header only; refuses sizes over 2 * Image.MAX_IMAGE_PIXELS
+    except Image.DecompressionBombError as error:
+        raise StyleTransferError(f"{role} {path}: too large, refused before decoding ({error})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise StyleTransferError(f"{role} {path}: not a readable image ({error})".splitlines()[0]) from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB. 16/32-bit greyscale is rescaled; transparency is composited onto white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        scale = 1.0 if image.mode == "F" else 65535.0
+        image = Image.fromarray(np.clip(values / scale * 255 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
+    return image.convert("RGB")
+
+
+def resized_shape(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """``(height, width)`` after scaling the longer side to ``long_side`` (aspect ratio kept, at least 1 px)."""
+    scale = long_side / max(width, height)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def load_image(path: str | Path, long_side: int | None = None, role: str = "image") -> Tensor:
+    """Read an image file as a ``(3, H, W)`` float tensor in ``[0, 1]``.
+
+    Honours EXIF orientation, converts any mode to RGB (transparent areas become white) and, if ``long_side`` is
+    given, resizes so that the longer side has that many pixels.
+    """
+    with open_image(path, role) as image:
+        try:
+            image.load()
+            image = _to_rgb(ImageOps.exif_transpose(image))
+        except (OSError, SyntaxError, ValueError) as error:
+            raise StyleTransferError(f"{role} {path}: truncated or corrupt image ({error})".splitlines()[0]) from None
+    if long_side is not None:
+        height, width = resized_shape(*image.size, long_side)
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+
+
+def image_files(sources: str | Sequence[str], role: str) -> list[Path]:
+    """Expand files and folders (sorted, non-images skipped with one warning) into a list of image paths."""
+    files = []
+    for source in [sources] if isinstance(sources, (str, Path)) else sources:
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            files.append(path)
+            continue
+        entries = sorted(entry for entry in path.iterdir() if entry.is_file() and not entry.name.startswith("."))
+        images = [entry for entry in entries if entry.suffix.lower() in IMAGE_SUFFIXES]
+        if skipped := [entry.name for entry in entries if entry not in images]:
+            rank_zero_warn(f"{role} folder {path}: skipping {len(skipped)} non-image file(s): {', '.join(skipped)}")
+        if not images:
+            raise StyleTransferError(f"{role} folder {path}: no image files in it")
+        files += images
+    if not files:
+        raise StyleTransferError(f"--data.{role}: no images given")
+    return files
+
+
+class _Steps(Dataset):
+    """``length`` items, one per optimisation step; the images live in the module, so an item carries nothing."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class _StepLoader(DataLoader):
+    """A loader with nothing to restore: a run resumed mid-epoch just goes on counting steps."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
+
+class PairDataModule(LightningDataModule):
+    """Content/style pairs from image files or folders.
+
+    Files are checked when the module is created (before any compute); pixels are decoded in ``setup``. The
+    module being trained reads ``pairs``; the train loader only counts the steps (one item per step, so the
+    progress bar shows ``step/max_steps``).
+
+    Args:
+        content: a content image, a folder of them, or a list of files and folders.
+        style: a style image, a folder of them, or a list of files and folders.
+        pairing: ``product`` (every content with every style) or ``zip`` (the i-th content with the i-th style;
+            a single image on one side goes with every image on the other).
+        image_size: the content images' longer side in pixels (the aspect ratio is kept).
+        style_scale: the style images' longer side relative to ``image_size``; below 1 gives finer brush strokes,
+            above 1 coarser ones.
+    """
+
+    def __init__(
+        self,
+        content: str | list[str],
+        style: str | list[str],
+        pairing: Literal["product", "zip"] = "product",
+        image_size: int = 512,
+        style_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(image_size, int) or image_size <= 0:
+            raise StyleTransferError(f"--data.image_size must be a positive number of pixels, got {image_size!r}")
+        if not style_scale > 0:
+            raise StyleTransferError(f"--data.style_scale must be positive, got {style_scale!r}")
+        contents, styles = image_files(content, "content"), image_files(style, "style")
+        if pairing == "product":
+            sources = list(itertools.product(contents, styles))
+        elif pairing == "zip":
+            if len(contents) != len(styles) and 1 not in (len(contents), len(styles)):
+                raise StyleTransferError(
+                    f"--data.pairing zip needs as many content as style images, got {len(contents)} and {len(styles)}"
+                )
+            sources = list(zip(contents * len(styles), styles) if len(contents) == 1 else zip(contents, styles * len(contents)))
+        else:
+            raise StyleTransferError(f"--data.pairing must be 'product' or 'zip', got {pairing!r}")
+        self.sources = sources
+        self.names = [f"{c.stem}__{s.stem}" for c, s in sources]
+        if len(set(self.names)) < len(self.names):
+            twice = next(name for name in self.names if self.names.count(name) > 1)
+            raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
+        self.image_size, self.style_scale = image_size, style_scale
+        self.sizes = {path: open_image(path, role).size for path, role in self._files()}
+        self.pairs: list[Pair] = []
+
+    def _files(self) -> list[tuple[Path, str]]:
+        return list(dict.fromkeys([(c, "content") for c, _ in self.sources] + [(s, "style") for _, s in self.sources]))
+
+    @property
+    def style_size(self) -> int:
+        """The style images' longer side in pixels."""
+        return max(1, round(self.image_size * self.style_scale))
+
+    def check_min_size(self, min_size: int) -> None:
+        """Raise if any image, once resized, has a side shorter than ``min_size`` pixels."""
+        for path, role in self._files():
+            height, width = resized_shape(*self.sizes[path], self.image_size if role == "content" else self.style_size)
+            if min(height, width) < min_size:
+                raise StyleTransferError(
+                    f"{role} {path}: {width}x{height} px once resized, but the chosen layers need at least "
+                    f"{min_size} px on each side (raise --data.image_size or use a less elongated image)"
+                )
+
+    def setup(self, stage: str) -> None:
+        """Decode and resize every image once (pairs that share an image share its tensor)."""
+        if self.pairs:
+            return
+        content = {c: load_image(c, self.image_size, "content") for c in dict.fromkeys(c for c, _ in self.sources)}
+        style = {s: load_image(s, self.style_size, "style") for s in dict.fromkeys(s for _, s in self.sources)}
+        self.pairs = [Pair(name, content[c], style[s]) for name, (c, s) in zip(self.names, self.sources)]
+
+    def train_dataloader(self) -> DataLoader:
+        # One epoch of max_steps items, so the progress bar shows step/max_steps (also after a resume).
+        steps = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 1
+        return _StepLoader(_Steps(steps), batch_size=None)

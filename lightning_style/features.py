@@ -1,0 +1,168 @@
+"""Frozen torchvision VGG features, tapped at layers named as in the paper (``relu4_2``, ``conv1_1``, ``pool3``...)."""
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.vgg import cfgs, make_layers
+
+from .errors import StyleTransferError
+
+Backbone = Literal["vgg19_bn", "vgg19", "vgg16"]
+Pooling = Literal["max", "avg"]
+_CONFIGS = {"vgg19_bn": ("E", True), "vgg19": ("E", False), "vgg16": ("D", False)}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_features(backbone: str) -> nn.Sequential:
+    """torchvision's ``features`` for ``backbone``, randomly initialised as torchvision does (no classifier)."""
+    if backbone not in _CONFIGS:
+        raise StyleTransferError(f"--model.backbone {backbone!r} is not one of {', '.join(_CONFIGS)}")
+    config, batch_norm = _CONFIGS[backbone]
+    features = make_layers(cfgs[config], batch_norm=batch_norm)
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return features
+
+
+def layer_names(features: nn.Sequential) -> list[str]:
+    """Paper names of ``features``' layers in order: ``conv1_1, bn1_1, relu1_1, ..., pool1, conv2_1, ...``."""
+    names, block, conv = [], 1, 0
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            conv += 1
+            names.append(f"conv{block}_{conv}")
+        elif isinstance(layer, nn.BatchNorm2d):
+            names.append(f"bn{block}_{conv}")
+        elif isinstance(layer, nn.ReLU):
+            names.append(f"relu{block}_{conv}")
+        else:
+            names.append(f"pool{block}")
+            block, conv = block + 1, 0
+    return names
+
+
+def load_state_dict(backbone: str, weights: str) -> dict[str, Tensor]:
+    """The ``features`` state_dict (keys ``"0.weight"``...) named by ``weights``: a torchvision weights name
+    (``DEFAULT``, ``IMAGENET1K_V1``) or the path of a state_dict saved from a whole model or its ``features``."""
+    enum = torchvision.models.get_model_weights(backbone)
+    if weights in enum.__members__:
+        state = _download(enum[weights])
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise StyleTransferError(
+                f"--model.weights {weights!r} is neither a file nor a weights name of {backbone} "
+                f"({', '.join(enum.__members__)})"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise StyleTransferError(f"weights file {path} is not a PyTorch state_dict: {error}".splitlines()[0])
+        if not isinstance(state, Mapping):
+            raise StyleTransferError(f"weights file {path} holds a {type(state).__name__}, not a state_dict")
+    prefix = "features." if any(key.startswith("features.") for key in state) else ""
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def _download(weights: torchvision.models.WeightsEnum) -> dict[str, Tensor]:
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except OSError as error:  # urllib's URLError is an OSError
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        raise StyleTransferError(
+            f"cannot download {weights} from {weights.url} ({getattr(error, 'reason', error)}); offline, copy "
+            f"{Path(weights.url).name} into {folder} (or set TORCH_HOME) or pass --model.weights /path/to/state_dict.pth"
+        ) from error
+
+
+def _check_fits(net: nn.Sequential, state: Mapping[str, Tensor], backbone: str, source: str) -> None:
+    expected = net.state_dict()
+    missing = [key for key in expected if key not in state]
+    wrong = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if missing or wrong:
+        fits = [other for other in _CONFIGS if other != backbone and _fits(other, state)]
+        hint = f"; it fits {fits[0]}: pass --model.backbone {fits[0]}" if fits else ""
+        detail = f"missing {missing[0]}" if missing else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}"
+        raise StyleTransferError(f"weights {source} do not fit {backbone} ({detail}){hint}")
+
+
+def _fits(backbone: str, state: Mapping[str, Tensor]) -> bool:
+    expected = build_features(backbone).state_dict()
+    return all(key in state and state[key].shape == value.shape for key, value in expected.items())
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG ``features`` that return the activations of the requested layers.
+
+    Takes RGB images in ``[0, 1]`` (ImageNet normalisation happens inside). The network is cut after the deepest
+    requested layer, its weights are non-persistent buffers (never trained, never in a checkpoint: they come from
+    torchvision), and it stays in eval mode even when ``train()`` is called, so BatchNorm uses its running
+    statistics and never updates them.
+
+    Args:
+        layers: names of the layers to return, e.g. ``["relu1_1", "relu4_2"]``.
+        backbone: ``vgg19_bn``, ``vgg19`` or ``vgg16``.
+        weights: ``DEFAULT`` (torchvision's ImageNet weights, downloaded to the torch hub cache on first use), another
+            torchvision weights name, the path of a torchvision-format state_dict, or ``None`` for random weights.
+        pooling: ``max`` (torchvision's) or ``avg`` (the paper's recommendation for smoother results).
+    """
+
+    def __init__(
+        self, layers: Iterable[str], backbone: Backbone = "vgg19_bn", weights: str | None = "DEFAULT", pooling: Pooling = "max"
+    ) -> None:
+        super().__init__()
+        net = build_features(backbone)
+        names = layer_names(net)
+        self.layers = list(dict.fromkeys(layers))
+        unknown = [layer for layer in self.layers if layer not in names]
+        if unknown or not self.layers:
+            problem = f"unknown {backbone} layer {unknown[0]!r}" if unknown else "no layers requested"
+            known = ", ".join(name for name in names if name.startswith("relu"))
+            raise StyleTransferError(f"{problem}; known layers: {known} (and conv*, bn*, pool*)")
+        depth = max(names.index(layer) for layer in self.layers) + 1
+        net, self.names = net[:depth], names[:depth]
+        if weights is not None:
+            state = load_state_dict(backbone, weights)
+            _check_fits(net, state, backbone, weights)
+            net.load_state_dict({key: state[key] for key in net.state_dict()})
+        for i, layer in enumerate(net):
+            if isinstance(layer, nn.ReLU) and self.names[i - 1] in self.layers:
+                net[i] = nn.ReLU(inplace=False)  # an in-place ReLU would overwrite the tapped conv/bn output
+            elif isinstance(layer, nn.MaxPool2d) and pooling == "avg":
+                net[i] = nn.AvgPool2d(kernel_size=2, stride=2)
+        for module in net.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                delattr(module, name)
+                module.register_buffer(name, param.detach(), persistent=False)
+            for name, buffer in list(module.named_buffers(recurse=False)):
+                module.register_buffer(name, buffer, persistent=False)
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.train(False)
+
+    @property
+    def min_size(self) -> int:
+        """Smallest image side, in pixels, that still gives every requested layer at least one position."""
+        return 2 ** sum(name.startswith("pool") for name in self.names[:-1])
+
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        """Ignores ``mode``: the features stay in eval mode (Lightning calls ``train()`` at the start of fit)."""
+        return super().train(False)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """``(B, 3, H, W)`` images in ``[0, 1]`` -> ``{layer name: (B, C, h, w) activations}``."""
+        x = (images - self.mean) / self.std
+        out = {}
+        for name, layer in zip(self.names, self.net):
+            x = layer(x)
+            if name in self.layers:
+                out[name] = x
+        return out

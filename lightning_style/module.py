@@ -1,0 +1,185 @@
+"""``StyleTransfer``: the LightningModule whose only trainable parameters are the output images."""
+
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning_utilities.core.rank_zero import rank_zero_warn
+from pytorch_lightning import LightningModule
+from pytorch_lightning.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from .data import Pair, load_image, open_image
+from .errors import StyleTransferError
+from .features import Backbone, Pooling, VGGFeatures
+from .losses import content_loss, gram_matrix, style_loss, total_variation
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def _layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dict[str, float]:
+    """A list of layers gets equal weights summing to 1 (the paper's ``w_l = 1/5``); a dict keeps its weights."""
+    weights = dict(layers) if isinstance(layers, dict) else {layer: 1 / len(layers) for layer in layers}
+    if not weights:
+        raise StyleTransferError(f"--model.{option} is empty")
+    if bad := [layer for layer, weight in weights.items() if not weight >= 0]:
+        raise StyleTransferError(f"--model.{option}: weight of {bad[0]} must be >= 0, got {weights[bad[0]]}")
+    return weights
+
+
+class StyleTransfer(LightningModule):
+    """Gatys et al.'s neural style transfer: optimise one image per content/style pair.
+
+    The images are created in ``setup`` from the pairs of the trainer's datamodule (a :class:`PairDataModule`),
+    one ``(N, 3, H, W)`` parameter per image shape (a single batch when all contents have the same size). They are
+    the only parameters: the VGG is frozen, and its weights are kept out of checkpoints.
+
+    Args:
+        backbone: ``vgg19_bn``, ``vgg19`` or ``vgg16``.
+        weights: ``DEFAULT`` (torchvision's ImageNet weights, downloaded once into the torch hub cache), a path to
+            a torchvision-format state_dict, or ``null`` for random weights (tests and smoke runs only).
+        content_layers: layers matched to the content image, a list (equal weights) or ``{layer: weight}``.
+        style_layers: layers whose Gram matrices are matched to the style image, a list or ``{layer: weight}``.
+        content_weight: alpha, the weight of the content loss.
+        style_weight: beta, the weight of the style loss. Both losses are normalised (see :mod:`.losses`), so the
+            ratio means the same for every backbone and image size.
+        tv_weight: weight of the total-variation loss (smoothness); 0 turns it off.
+        init: starting image: ``content``, ``style`` (resized to the content's shape), ``noise`` (uniform, seeded
+            by ``seed_everything``) or the path of an image.
+        pooling: ``max`` (torchvision's) or ``avg`` (the paper's suggestion).
+        optimizer: called with the list of image parameters; default ``Adam(lr=0.02)``. L-BFGS works too, e.g.
+            ``class_path: torch.optim.LBFGS``, ``init_args: {lr: 1, max_iter: 1, history_size: 50}``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone = "vgg19_bn",
+        weights: str | None = "DEFAULT",
+        content_layers: list[str] | dict[str, float] = ("relu4_2",),
+        style_layers: list[str] | dict[str, float] = STYLE_LAYERS,
+        content_weight: float = 1.0,
+        style_weight: float = 100.0,
+        tv_weight: float = 0.0,
+        init: str = "content",
+        pooling: Pooling = "max",
+        optimizer: OptimizerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        for option, value in [("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight)]:
+            if not value >= 0:
+                raise StyleTransferError(f"--model.{option} must be >= 0, got {value}")
+        if init not in ("content", "style", "noise"):
+            open_image(init, "--model.init image").close()
+        self.content_layers = _layer_weights(content_layers, "content_layers")
+        self.style_layers = _layer_weights(style_layers, "style_layers")
+        if weights is None:
+            rank_zero_warn("--model.weights null: random VGG weights, the result will not look artistic")
+        self.features = VGGFeatures([*self.content_layers, *self.style_layers], backbone, weights, pooling)
+        self.optimizer = optimizer
+        self.images = nn.ParameterList()
+        self.groups: list[list[str]] = []  # pair names held in each image parameter, in row order
+        self._targets: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
+
+    # --- images -----------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Create one image per pair of ``trainer.datamodule.pairs`` (kept if a checkpoint already created them)."""
+        precision = str(self.trainer.precision)
+        if precision.endswith("-true") and precision != "32-true" and precision != "64-true":
+            raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "pairs"):
+            raise StyleTransferError("StyleTransfer needs a PairDataModule: trainer.fit(model, datamodule=PairDataModule(...))")
+        datamodule.check_min_size(self.features.min_size)
+        self.pairs: dict[str, Pair] = {pair.name: pair for pair in datamodule.pairs}
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for pair in datamodule.pairs:
+            groups.setdefault(tuple(pair.content.shape), []).append(pair.name)
+        if len(self.images):
+            return
+        self.groups = list(groups.values())
+        for names in self.groups:
+            self.images.append(nn.Parameter(torch.stack([self._initial_image(self.pairs[name]) for name in names])))
+
+    def _initial_image(self, pair: Pair) -> Tensor:
+        if self.hparams.init == "content":
+            return pair.content.clone()
+        if self.hparams.init == "noise":
+            # One generator per pair, seeded by its name: its start depends neither on the other pairs nor on order.
+            generator = torch.Generator().manual_seed(torch.initial_seed() + zlib.crc32(pair.name.encode()))
+            return torch.rand(pair.content.shape, generator=generator)
+        image = pair.style if self.hparams.init == "style" else load_image(self.hparams.init, role="--model.init image")
+        return F.interpolate(image[None], size=pair.content.shape[1:], mode="bilinear", antialias=True)[0].clamp(0, 1)
+
+    def results(self) -> Iterator[tuple[str, Tensor]]:
+        """``(pair name, (3, H, W) image in [0, 1])`` for every pair, detached."""
+        for names, images in zip(self.groups, self.images):
+            yield from zip(names, images.detach())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["pair_groups"] = self.groups
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Check that a resumed run has the checkpoint's pairs; without a datamodule (``load_from_checkpoint``),
+        create empty images of the saved shapes for the state_dict to fill."""
+        if len(self.images):
+            if checkpoint["pair_groups"] != self.groups:
+                raise StyleTransferError("the checkpoint holds other pairs than --data.content/--data.style give")
+        else:
+            self.groups = checkpoint["pair_groups"]
+            for index in range(len(self.groups)):
+                self.images.append(nn.Parameter(torch.empty_like(checkpoint["state_dict"][f"images.{index}"])))
+
+    # --- loss --------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def on_fit_start(self) -> None:
+        """Compute the targets once, on the device: content activations and style Grams, per pair."""
+        self._targets = []
+        for names in self.groups:
+            content = torch.stack([self.pairs[name].content for name in names]).to(self.device)
+            content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers}
+            grams = [self._style_grams(self.pairs[name].style.to(self.device)) for name in names]
+            style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers}
+            self._targets.append((content_targets, style_targets))
+
+    def _style_grams(self, style: Tensor) -> dict[str, Tensor]:
+        features = self.features(style[None])
+        return {layer: gram_matrix(features[layer]) for layer in self.style_layers}
+
+    def pair_losses(self, images: Tensor, group: int) -> dict[str, Tensor]:
+        """Per-pair losses ``{name: (B,)}`` of one image group: ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``."""
+        content_targets, style_targets = self._targets[group]
+        features = self.features(images)
+        losses = {f"style/{layer}": style_loss(features[layer], style_targets[layer]) for layer in self.style_layers}
+        losses["content"] = sum(w * content_loss(features[l], content_targets[l]) for l, w in self.content_layers.items())
+        losses["style"] = sum(w * losses[f"style/{layer}"] for layer, w in self.style_layers.items())
+        losses["tv"] = total_variation(images)
+        h = self.hparams
+        losses["loss"] = h.content_weight * losses["content"] + h.style_weight * losses["style"] + h.tv_weight * losses["tv"]
+        return losses
+
+    def training_step(self, batch: int, batch_idx: int) -> Tensor:
+        """Sum of the pairs' losses (so each pair's gradient is its own); logs the mean over pairs."""
+        groups = [self.pair_losses(images, index) for index, images in enumerate(self.images)]
+        losses = {key: torch.cat([group[key] for group in groups]) for key in groups[0]}
+        count = len(losses["loss"])
+        self.log("train/loss", losses["loss"].mean(), prog_bar=True, batch_size=count)
+        self.log_dict({f"train/{key}": value.mean() for key, value in losses.items() if key != "loss"}, batch_size=count)
+        return losses["loss"].sum()
+
+    # --- optimisation ------------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optimizer = (self.optimizer or (lambda params: torch.optim.Adam(params, lr=0.02)))(list(self.images))
+        if isinstance(optimizer, torch.optim.LBFGS) and str(self.trainer.precision) == "16-mixed":
+            raise StyleTransferError("L-BFGS cannot run with --trainer.precision 16-mixed (gradient scaling); use bf16-mixed or 32-true")
+        return optimizer
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would
+        # otherwise save the unclamped image, so a resumed run would differ from an uninterrupted one.
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():
+            for images in self.images:
+                images.clamp_(0, 1)

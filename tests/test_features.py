@@ -1,0 +1,90 @@
+import pytest
+import torch
+import torchvision
+
+from lightning_style import StyleTransferError, VGGFeatures
+from lightning_style.features import build_features, layer_names
+
+PAPER_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+
+@pytest.mark.parametrize(
+    "backbone, indices",
+    [("vgg19_bn", [2, 9, 16, 29, 32, 42]), ("vgg19", [1, 6, 11, 20, 22, 29]), ("vgg16", [1, 6, 11, 18, 20, 25])],
+)
+def test_layer_names_match_torchvision_indices(backbone, indices):
+    names = layer_names(getattr(torchvision.models, backbone)().features)
+    assert [names.index(layer) for layer in PAPER_LAYERS] == indices
+    assert names[:3] == (["conv1_1", "bn1_1", "relu1_1"] if backbone.endswith("_bn") else ["conv1_1", "relu1_1", "conv1_2"])
+
+
+def test_frozen_truncated_and_out_of_the_state_dict():
+    features = VGGFeatures(["relu1_1", "relu4_2"], "vgg19_bn", weights=None)
+    assert len(features.net) == 33 and features.names[-1] == "relu4_2"
+    assert list(features.parameters()) == []
+    assert features.state_dict() == {}
+    assert all(not buffer.requires_grad for buffer in features.buffers())
+    features.train()
+    assert not any(module.training for module in features.modules())
+    assert features.min_size == 8  # three pools before relu4_2
+
+
+def test_matches_torchvision_with_the_same_weights(tmp_path):
+    reference = torchvision.models.vgg16()
+    torch.save(reference.state_dict(), tmp_path / "whole.pth")
+    torch.save(reference.features.state_dict(), tmp_path / "features.pth")
+    images = torch.rand(2, 3, 32, 32)
+    normalised = torchvision.transforms.functional.normalize(images, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    expected = reference.features[:21].eval()(normalised)  # up to relu4_2
+    for path in ["whole.pth", "features.pth"]:
+        features = VGGFeatures(["relu4_2"], "vgg16", weights=str(tmp_path / path))
+        torch.testing.assert_close(features(images)["relu4_2"], expected)
+
+
+def test_tapped_conv_output_is_not_overwritten_by_relu():
+    out = VGGFeatures(["conv1_1", "relu1_1"], "vgg16", weights=None)(torch.rand(1, 3, 16, 16))
+    assert (out["conv1_1"] < 0).any()
+    torch.testing.assert_close(out["relu1_1"], out["conv1_1"].relu())
+
+
+def test_average_pooling():
+    features = VGGFeatures(["relu2_1"], "vgg16", weights=None, pooling="avg")
+    assert isinstance(features.net[4], torch.nn.AvgPool2d)
+
+
+def test_weights_for_another_backbone_say_which_fits(tmp_path):
+    torch.save(build_features("vgg16").state_dict(), tmp_path / "vgg16.pth")
+    with pytest.raises(StyleTransferError, match=r"do not fit vgg19_bn .*pass --model.backbone vgg16"):
+        VGGFeatures(["relu4_2"], "vgg19_bn", weights=str(tmp_path / "vgg16.pth"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"layers": ["relu9_1"]}, "unknown vgg16 layer 'relu9_1'; known layers: relu1_1"),
+        ({"layers": ["relu1_1"], "backbone": "resnet50"}, "--model.backbone 'resnet50' is not one of vgg19_bn"),
+        ({"layers": ["relu1_1"], "weights": "missing.pth"}, "--model.weights 'missing.pth' is neither a file"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(StyleTransferError, match=message):
+        VGGFeatures(**{"backbone": "vgg16", "weights": None, **kwargs})
+
+
+def test_weights_file_that_is_not_a_state_dict(tmp_path):
+    (tmp_path / "bad.pth").write_text("not a checkpoint")
+    with pytest.raises(StyleTransferError, match="bad.pth is not a PyTorch state_dict"):
+        VGGFeatures(["relu1_1"], "vgg16", weights=str(tmp_path / "bad.pth"))
+
+
+def test_weights_that_cannot_be_downloaded_say_how_to_fix_it(tmp_path, monkeypatch):
+    # An empty hub cache and a proxy that refuses connections: a real download failure, whatever the network.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for variable in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"]:
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    with pytest.raises(StyleTransferError) as error:
+        VGGFeatures(["relu1_1"], "vgg19_bn", weights="DEFAULT")
+    message = str(error.value)
+    assert "cannot download" in message and "\n" not in message
+    assert f"copy vgg19_bn-c79401a0.pth into {tmp_path / 'hub' / 'checkpoints'}" in message
+    assert "--model.weights" in message

@@ -1,0 +1,136 @@
+import pytest
+import torch
+
+from lightning_style import StyleTransfer, StyleTransferError
+from lightning_style.data import load_image
+
+from conftest import fit
+
+
+def test_images_are_the_only_trainable_parameters(tmp_path, images):
+    model, trainer = fit(tmp_path, images["content"], [images["style"], images["style2"]], backbone="vgg19_bn")
+    assert [name for name, _ in model.named_parameters()] == ["images.0"]
+    assert model.images[0].shape == (2, 3, 27, 32)  # two pairs, 48x40 resized to a 32 px long side
+    optimised = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
+    assert len(optimised) == 1 and optimised[0] is model.images[0]
+
+
+def test_batchnorm_stays_in_eval_mode_and_its_statistics_do_not_move(tmp_path, images):
+    model = StyleTransfer(backbone="vgg19_bn", weights=None)
+    bn = model.features.net[1]
+    bn.running_mean.normal_()
+    before = {name: buffer.clone() for name, buffer in bn.named_buffers()}
+    fit(tmp_path, images["content"], images["style"], steps=2, model=model)
+    assert not any(module.training for module in model.features.modules())
+    for name, buffer in bn.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda params: torch.optim.Adam(params, lr=0.05),
+        lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=10),
+        lambda params: torch.optim.LBFGS(params, max_iter=3, line_search_fn="strong_wolfe"),
+    ],
+    ids=["adam", "lbfgs", "lbfgs-strong-wolfe"],
+)
+def test_optimizers_lower_the_loss_and_keep_pixels_in_range(tmp_path, images, optimizer):
+    model, trainer = fit(tmp_path, images["content"], images["style"], steps=8, init="noise", optimizer=optimizer)
+    initial = torch.rand(model.images[0].shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        start, end = model.pair_losses(initial, 0)["loss"], model.pair_losses(model.images[0], 0)["loss"]
+    assert end < 0.7 * start
+    assert model.images[0].min() >= 0 and model.images[0].max() <= 1
+    assert trainer.global_step == 8
+
+
+def test_a_pair_in_a_batch_is_optimised_as_if_alone(tmp_path, images):
+    together, _ = fit(tmp_path / "a", [images["content"], images["content2"]], images["style"], steps=4, init="noise")
+    alone, _ = fit(tmp_path / "b", images["content2"], images["style"], steps=4, init="noise")
+    assert together.groups == [["photo__paint", "photo2__paint"]]
+    torch.testing.assert_close(together.images[0][1], alone.images[0][0], atol=1e-5, rtol=1e-5)
+
+
+def test_pairs_of_different_sizes(tmp_path, images):
+    from conftest import write_image
+
+    tall = write_image(tmp_path / "in" / "tall.png", size=(30, 60), seed=5)
+    model, _ = fit(tmp_path, [images["content"], tall], images["style"])
+    assert [tuple(p.shape) for p in model.images] == [(1, 3, 27, 32), (1, 3, 32, 16)]
+    written = sorted(path.name for path in (tmp_path / "images").iterdir())
+    assert written == ["photo__paint.png", "tall__paint.png"]
+
+
+@pytest.mark.parametrize("init", ["content", "style", "noise", "file"])
+def test_init(tmp_path, images, init):
+    path = str(images["style2"]) if init == "file" else init
+    model, _ = fit(tmp_path, images["content"], images["style"], steps=0, init=path, seed=7)
+    image, content = model.images[0][0].detach(), model.pairs["photo__paint"].content
+    if init == "content":
+        assert torch.equal(image, content)
+    elif init == "noise":
+        assert image.std() > 0.2 and image.min() >= 0 and image.max() <= 1
+        again, _ = fit(tmp_path, images["content"], images["style"], steps=0, init=path, seed=7)
+        other_seed, _ = fit(tmp_path, images["content"], images["style"], steps=0, init=path, seed=8)
+        assert torch.equal(again.images[0], model.images[0]) and not torch.equal(other_seed.images[0], model.images[0])
+    else:
+        source = model.pairs["photo__paint"].style if init == "style" else load_image(images["style2"])
+        assert image.shape == content.shape
+        torch.testing.assert_close(image.mean((1, 2)), source.mean((1, 2)), atol=0.03, rtol=0)
+
+
+def test_checkpoints_are_small_and_load_with_weights_only(tmp_path, images):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=2)
+    model, _ = fit(tmp_path, images["content"], images["style"], steps=2, backbone="vgg19_bn",
+                   callbacks=[checkpoint])
+    path = tmp_path / "ckpt" / "last.ckpt"
+    state = torch.load(path, weights_only=True)
+    assert list(state["state_dict"]) == ["images.0"]
+    assert path.stat().st_size < 100_000  # a 32x27 image and Adam's two moments, no VGG weights (80 MB)
+    loaded = StyleTransfer.load_from_checkpoint(path, weights=None)
+    assert dict(loaded.results()).keys() == {"photo__paint"}
+    torch.testing.assert_close(loaded.images[0], model.images[0])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_resume_continues_where_it_stopped(tmp_path, images, optimizer):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    make = {
+        "adam": lambda params: torch.optim.Adam(params, lr=0.05),
+        "lbfgs": lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=10),
+    }[optimizer]
+    straight, _ = fit(tmp_path / "straight", images["content"], images["style"], steps=6, init="noise", optimizer=make)
+    first = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=3)
+    fit(tmp_path / "first", images["content"], images["style"], steps=3, init="noise", optimizer=make,
+        callbacks=[first])
+    resumed, trainer = fit(tmp_path / "resumed", images["content"], images["style"], steps=6, init="noise",
+                           optimizer=make, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert trainer.global_step == 6
+    torch.testing.assert_close(resumed.images[0], straight.images[0], atol=1e-6, rtol=0)
+
+
+def test_resume_with_other_images_is_refused(tmp_path, images):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    fit(tmp_path, images["content"], images["style"], steps=1,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)])
+    with pytest.raises(StyleTransferError, match="checkpoint holds other pairs"):
+        fit(tmp_path, images["content2"], images["style"], steps=2, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"style_weight": -1.0}, "--model.style_weight must be >= 0"),
+        ({"style_layers": {"relu1_1": -1.0}}, "weight of relu1_1 must be >= 0"),
+        ({"content_layers": []}, "--model.content_layers is empty"),
+        ({"init": "nowhere.png"}, "--model.init image nowhere.png: no such file"),
+    ],
+)
+def test_bad_model_options(kwargs, message):
+    with pytest.raises(StyleTransferError, match=message):
+        StyleTransfer(backbone="vgg16", weights=None, **kwargs)

@@ -1,0 +1,36 @@
+"""With real pretrained weights, the default settings really stylise: style statistics move to the painting's,
+and the photo stays recognisable."""
+
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+from lightning_style.losses import content_loss, gram_matrix, style_loss
+
+from conftest import ROOT, fit
+
+
+def test_default_weights_give_a_stylised_recognisable_image(tmp_path, hed_weights):
+    content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
+    model, _ = fit(tmp_path, content, style, steps=100, image_size=128, backbone="vgg16", weights=str(hed_weights))
+    result = model.images[0].detach()
+    pair = model.pairs["chelsea__swirls"]
+    photo = pair.content[None]
+    painting = torch.nn.functional.interpolate(pair.style[None], size=photo.shape[2:], mode="bilinear", antialias=True)
+
+    with torch.no_grad():
+        def style_error(image):
+            features, reference = model.features(image), model.features(pair.style[None])
+            return sum(style_loss(features[l], gram_matrix(reference[l])) for l in model.style_layers).item()
+
+        def content_error(image):
+            return content_loss(model.features(image)["relu4_2"], model.features(photo)["relu4_2"]).item()
+
+        # Style: the result's Gram statistics are far closer to the painting's than the photo's are.
+        assert style_error(result) < 0.05 * style_error(photo)
+        # Content: the result's deep features are closer to the photo's than the painting's are.
+        assert content_error(result) < 0.95 * content_error(painting)
+    # Independent of VGG: colours move towards the painting's, and the photo's structure survives.
+    colour = lambda image: image.mean((2, 3))
+    assert (colour(result) - colour(painting)).norm() < 0.5 * (colour(photo) - colour(painting)).norm()
+    grey = lambda image: image.mean(1, keepdim=True)
+    assert ssim(grey(result), grey(photo)) > 2 * ssim(grey(painting), grey(photo))
