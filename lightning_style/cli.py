@@ -4,6 +4,8 @@ import os
 import sys
 import warnings
 
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from .callbacks import ImageWriter, StepProgressBar
@@ -22,6 +24,14 @@ class StyleTransferCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ImageWriter, "output")
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another."""
+        config = self.config_init[self.subcommand]["trainer"]
+        callbacks = config.get("callbacks") or []
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [StepProgressBar()]}
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         # Fail on a too-small image before callbacks write logs or configs.
@@ -42,7 +52,6 @@ def main(args: list[str] | None = None) -> None:
             PairDataModule,
             auto_configure_optimizers=False,  # the model builds its optimizer over the images, once they exist
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [StepProgressBar()]},
             args=args,
         )
     except StyleTransferError as error:
