@@ -1,4 +1,5 @@
-"""Callbacks that observe a run: ``ImageWriter`` saves each pair's image to disk; ``StepProgressBar`` counts steps."""
+"""Callbacks that observe a run: ``ImageWriter`` saves each pair's image to disk, ``ImageLogger`` sends images and
+quality figures to the loggers (W&B, TensorBoard, CSV), ``StepProgressBar`` counts steps."""
 
 import os
 import tempfile
@@ -6,17 +7,36 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .errors import StyleTransferError
 
 
+def to_uint8(image: Tensor) -> np.ndarray:
+    """``(3, H, W)`` float image in ``[0, 1]`` -> ``(H, W, 3)`` uint8 array (what W&B and PIL display correctly)."""
+    return np.ascontiguousarray((image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
 def to_pil(image: Tensor) -> Image.Image:
     """``(3, H, W)`` float image in ``[0, 1]`` -> 8-bit RGB PIL image."""
-    array = (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
+    return Image.fromarray(to_uint8(image))
+
+
+def side_by_side(*images: Tensor) -> Tensor:
+    """``(3, H_i, W_i)`` images scaled to the first one's height and joined left to right with a 4 px white gap."""
+    height = images[0].shape[1]
+    gap = torch.ones(3, height, 4)
+    parts = []
+    for image in images:
+        width = max(1, round(image.shape[2] * height / image.shape[1]))
+        parts += [F.interpolate(image[None].float().cpu(), size=(height, width), mode="bilinear", antialias=True)[0], gap]
+    return torch.cat(parts[:-1], dim=2).clamp(0, 1)
 
 
 def save_atomically(image: Image.Image, path: Path) -> None:
@@ -95,3 +115,52 @@ class StepProgressBar(TQDMProgressBar):
             bar = self.train_progress_bar
             bar.n = step
             bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+
+class ImageLogger(pl.Callback):
+    """Logs each pair as one picture, content | style | result, with quality figures, every N steps and at the end.
+
+    Images go to W&B (``images/<pair>``, captioned with the pair and step, so each pair's history stays together)
+    and TensorBoard; other loggers (CSV) get the figures only: ``quality/ssim/<pair>`` and ``quality/psnr/<pair>``
+    (torchmetrics' SSIM and PSNR of the result against the content) and their means ``quality/ssim``,
+    ``quality/psnr``. Only global rank 0 logs.
+
+    Args:
+        every_n_steps: logging interval in optimisation steps; 0 logs only at the end.
+    """
+
+    def __init__(self, every_n_steps: int = 100) -> None:
+        self.every_n_steps = every_n_steps
+        self._logged_step = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self.log_pairs(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.log_pairs(trainer, pl_module)
+
+    @torch.no_grad()
+    def log_pairs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log every pair's picture and quality figures at the current step (once per step)."""
+        step = trainer.global_step
+        if not trainer.is_global_zero or not trainer.loggers or step == self._logged_step:
+            return
+        self._logged_step = step
+        figures = {}
+        for name, image in pl_module.results():
+            pair = pl_module.pairs[name]
+            result, content = image[None].float(), pair.content[None].to(image.device)
+            figures[f"quality/ssim/{name}"] = structural_similarity_index_measure(result, content, data_range=1.0).item()
+            figures[f"quality/psnr/{name}"] = peak_signal_noise_ratio(result, content, data_range=1.0).item()
+            picture = to_uint8(side_by_side(pair.content, pair.style, image))
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image(f"images/{name}", [picture], step=step, caption=[f"{name}, step {step}"])
+                elif isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(f"images/{name}", picture, step, dataformats="HWC")
+        for metric in ("ssim", "psnr"):
+            values = [value for key, value in figures.items() if key.startswith(f"quality/{metric}/")]
+            figures[f"quality/{metric}"] = sum(values) / len(values)
+        for logger in trainer.loggers:
+            logger.log_metrics(figures, step=step)

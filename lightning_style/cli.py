@@ -1,17 +1,29 @@
 """The ``lightning-style`` command: a ``LightningCLI`` over ``StyleTransfer`` and ``PairDataModule``."""
 
+import json
 import os
 import sys
 import warnings
 
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from .callbacks import ImageWriter, StepProgressBar
+from .callbacks import ImageLogger, ImageWriter, StepProgressBar
 from .data import PairDataModule
 from .errors import StyleTransferError
 from .module import StyleTransfer
+
+
+class SaveConfigToLoggers(SaveConfigCallback):
+    """Writes ``config.yaml`` to the log folder and records the resolved config as each logger's hyper-parameters
+    (the W&B run config), so runs can be compared by any option."""
+
+    def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:
+        config = json.loads(self.parser.dump(self.config, format="json", skip_none=False))
+        config.pop("config", None)  # the config files' paths
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
 
 
 class StyleTransferCLI(LightningCLI):
@@ -24,6 +36,7 @@ class StyleTransferCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ImageWriter, "output")
+        parser.add_lightning_class_args(ImageLogger, "images")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another."""
@@ -51,6 +64,7 @@ def main(args: list[str] | None = None) -> None:
             StyleTransfer,
             PairDataModule,
             auto_configure_optimizers=False,  # the model builds its optimizer over the images, once they exist
+            save_config_callback=SaveConfigToLoggers,
             save_config_kwargs={"overwrite": True},
             args=args,
         )

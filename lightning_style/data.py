@@ -80,7 +80,7 @@ def load_image(path: str | Path, long_side: int | None = None, role: str = "imag
     if long_side is not None:
         height, width = resized_shape(*image.size, long_side)
         image = image.resize((width, height), Image.Resampling.LANCZOS)
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float() / 255
 
 
 def image_files(sources: str | Sequence[str], role: str) -> list[Path]:

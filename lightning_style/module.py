@@ -172,8 +172,11 @@ class StyleTransfer(LightningModule):
     # --- optimisation ------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optimizer = (self.optimizer or (lambda params: torch.optim.Adam(params, lr=0.02)))(list(self.images))
-        if isinstance(optimizer, torch.optim.LBFGS) and str(self.trainer.precision) == "16-mixed":
-            raise StyleTransferError("L-BFGS cannot run with --trainer.precision 16-mixed (gradient scaling); use bf16-mixed or 32-true")
+        if isinstance(optimizer, torch.optim.LBFGS):
+            if str(self.trainer.precision) == "16-mixed":
+                raise StyleTransferError("L-BFGS cannot run with --trainer.precision 16-mixed (gradient scaling); use bf16-mixed or 32-true")
+            if optimizer.defaults["line_search_fn"] and optimizer.defaults["max_iter"] == 1:
+                rank_zero_warn("L-BFGS with a line search and max_iter 1 stalls once a line search returns a zero step; use max_iter > 1 or no line search")
         return optimizer
 
     def optimizer_step(self, *args, **kwargs) -> None:

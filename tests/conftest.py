@@ -72,14 +72,16 @@ def fit(
         model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
     data = PairDataModule(content, style, pairing=pairing, image_size=image_size)
     trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=out,
-        callbacks=[ImageWriter(str(out / "images")), *callbacks],
-        **(trainer_kwargs or {}),
+        **{
+            "accelerator": "cpu",
+            "max_steps": steps,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": out,
+            "callbacks": [ImageWriter(str(out / "images")), *callbacks],
+            **(trainer_kwargs or {}),
+        }
     )
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     return model, trainer
@@ -89,5 +91,6 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
     """Run the installed ``lightning-style`` console script."""
     script = Path(sys.executable).with_name("lightning-style")
     return subprocess.run(
-        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
