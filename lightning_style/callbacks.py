@@ -66,8 +66,11 @@ class ImageWriter(pl.Callback):
         self.every_n_steps = every_n_steps
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            self.check_writable()
+
+    def check_writable(self) -> None:
+        """Create the output folder and make sure files can be written there."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             tempfile.TemporaryFile(dir=self.dir).close()

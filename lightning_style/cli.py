@@ -47,8 +47,12 @@ class StyleTransferCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
-        # Fail on a too-small image before callbacks write logs or configs.
+        # Decode every image and check its size now, so that bad input fails before anything is written.
+        self.datamodule.setup("fit")
         self.datamodule.check_min_size(self.model.features.min_size)
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ImageWriter) and self.trainer.is_global_zero:
+                callback.check_writable()
 
 
 def main(args: list[str] | None = None) -> None:

@@ -115,3 +115,26 @@ def test_image_too_small_for_the_layers(tmp_path, images):
     data = PairDataModule(str(wide), str(images["style"]), image_size=128)
     with pytest.raises(StyleTransferError, match=r"wide.png: 128x6 px once resized, .* at least 16 px"):
         data.check_min_size(16)
+
+
+@pytest.mark.parametrize("suffix", ["webp", "tiff", "bmp", "gif", "jpg", "png"])
+def test_file_formats(tmp_path, suffix):
+    pixels = np.zeros((16, 24, 3), np.uint8)
+    pixels[..., 0], pixels[..., 2] = 200, 40
+    Image.fromarray(pixels).save(tmp_path / f"image.{suffix}")
+    image = load_image(tmp_path / f"image.{suffix}")
+    assert image.shape == (3, 16, 24)
+    torch.testing.assert_close(image.mean((1, 2)), torch.tensor([200, 0, 40]) / 255, atol=0.03, rtol=0)
+
+
+def test_sixteen_bit_png_keeps_its_range(tmp_path):
+    ramp = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    image = load_image(tmp_path / "deep.png")
+    assert image.min() == 0 and image.max() == 1 and len(image[0].unique()) > 50
+
+
+def test_two_pairs_with_the_same_name_are_refused(tmp_path, images):
+    twin = write_image(tmp_path / "other" / "photo.jpg", seed=9)
+    with pytest.raises(StyleTransferError, match="two pairs are both named 'photo__paint': rename one of the images"):
+        PairDataModule([str(images["content"]), str(twin)], str(images["style"]))

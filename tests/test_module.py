@@ -134,3 +134,14 @@ def test_resume_with_other_images_is_refused(tmp_path, images):
 def test_bad_model_options(kwargs, message):
     with pytest.raises(StyleTransferError, match=message):
         StyleTransfer(backbone="vgg16", weights=None, **kwargs)
+
+
+def test_very_wide_content_and_a_much_larger_style(tmp_path, images):
+    from conftest import write_image
+
+    wide = write_image(tmp_path / "in" / "wide.png", size=(600, 40), seed=6)
+    huge_style = write_image(tmp_path / "in" / "huge.png", size=(1500, 1200), seed=7)
+    model, _ = fit(tmp_path, wide, huge_style, steps=2, image_size=256)
+    assert model.images[0].shape == (1, 3, 17, 256)
+    assert model.pairs["wide__huge"].style.shape == (3, 205, 256)
+    assert (tmp_path / "images" / "wide__huge.png").is_file()
