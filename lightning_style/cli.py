@@ -27,7 +27,8 @@ class SaveConfigToLoggers(SaveConfigCallback):
 
 
 class StyleTransferCLI(LightningCLI):
-    """``LightningCLI`` with an ``--output`` group (the :class:`ImageWriter`) and input checks before fit."""
+    """``LightningCLI`` with ``--output`` (:class:`ImageWriter`) and ``--images`` (:class:`ImageLogger`) groups, a
+    step progress bar, and input checks before anything runs."""
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

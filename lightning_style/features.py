@@ -64,7 +64,7 @@ def load_state_dict(backbone: str, weights: str) -> dict[str, Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise StyleTransferError(f"weights file {path} is not a PyTorch state_dict: {error}".splitlines()[0])
+            raise StyleTransferError(f"weights file {path} is not a PyTorch state_dict: {error}".splitlines()[0]) from None
         if not isinstance(state, Mapping):
             raise StyleTransferError(f"weights file {path} holds a {type(state).__name__}, not a state_dict")
     prefix = "features." if any(key.startswith("features.") for key in state) else ""

@@ -2,7 +2,6 @@
 
 import zlib
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +49,7 @@ class StyleTransfer(LightningModule):
             by ``seed_everything``) or the path of an image.
         pooling: ``max`` (torchvision's) or ``avg`` (the paper's suggestion).
         optimizer: called with the list of image parameters; default ``Adam(lr=0.02)``. L-BFGS works too, e.g.
-            ``class_path: torch.optim.LBFGS``, ``init_args: {lr: 1, max_iter: 1, history_size: 50}``.
+            ``class_path: torch.optim.LBFGS``, ``init_args: {lr: 1, max_iter: 1, history_size: 20}`` (see ``configs/lbfgs.yaml``).
     """
 
     def __init__(
@@ -78,16 +77,19 @@ class StyleTransfer(LightningModule):
         if weights is None:
             rank_zero_warn("--model.weights null: random VGG weights, the result will not look artistic")
         self.features = VGGFeatures([*self.content_layers, *self.style_layers], backbone, weights, pooling)
+        # DDP would otherwise broadcast the frozen VGG's buffers (its weights, 80 MB) from rank 0 at every step.
+        self._ddp_params_and_buffers_to_ignore = [f"features.{name}" for name, _ in self.features.named_buffers()]
         self.optimizer = optimizer
         self.images = nn.ParameterList()
         self.groups: list[list[str]] = []  # pair names held in each image parameter, in row order
-        self._targets: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
+        self._shards: list[Tensor] = []  # rows of each image parameter that this process optimises
+        self._targets: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []  # for those rows
 
     # --- images -----------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Create one image per pair of ``trainer.datamodule.pairs`` (kept if a checkpoint already created them)."""
+        """Create one image per pair of ``trainer.datamodule.pairs`` (a second fit continues from the images)."""
         precision = str(self.trainer.precision)
-        if precision.endswith("-true") and precision != "32-true" and precision != "64-true":
+        if precision in ("16-true", "bf16-true"):
             raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
         datamodule = getattr(self.trainer, "datamodule", None)
         if not hasattr(datamodule, "pairs"):
@@ -98,6 +100,8 @@ class StyleTransfer(LightningModule):
         for pair in datamodule.pairs:
             groups.setdefault(tuple(pair.content.shape), []).append(pair.name)
         if len(self.images):
+            if self.groups != list(groups.values()):
+                raise StyleTransferError("this model holds the images of other pairs than the datamodule gives")
             return
         self.groups = list(groups.values())
         for names in self.groups:
@@ -135,13 +139,18 @@ class StyleTransfer(LightningModule):
     # --- loss --------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def on_fit_start(self) -> None:
-        """Compute the targets once, on the device: content activations and style Grams, per pair."""
-        self._targets = []
+        """Shard the pairs over the processes (pair k goes to rank k mod world size) and compute the targets of
+        this process's pairs once, on its device: content activations and style Grams."""
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        order = {name: k for k, name in enumerate(self.pairs)}
+        self._shards, self._targets = [], []
         for names in self.groups:
-            content = torch.stack([self.pairs[name].content for name in names]).to(self.device)
-            content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers}
-            grams = [self._style_grams(self.pairs[name].style.to(self.device)) for name in names]
-            style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers}
+            rows = [row for row, name in enumerate(names) if order[name] % world == rank]
+            self._shards.append(torch.tensor(rows, dtype=torch.long, device=self.device))
+            content = torch.stack([self.pairs[names[row]].content for row in rows]).to(self.device) if rows else None
+            content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers} if rows else {}
+            grams = [self._style_grams(self.pairs[names[row]].style.to(self.device)) for row in rows]
+            style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers} if rows else {}
             self._targets.append((content_targets, style_targets))
 
     def _style_grams(self, style: Tensor) -> dict[str, Tensor]:
@@ -149,7 +158,8 @@ class StyleTransfer(LightningModule):
         return {layer: gram_matrix(features[layer]) for layer in self.style_layers}
 
     def pair_losses(self, images: Tensor, group: int) -> dict[str, Tensor]:
-        """Per-pair losses ``{name: (B,)}`` of one image group: ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``."""
+        """Per-pair losses ``{name: (B,)}`` of this process's rows of one image group: ``loss``, ``content``,
+        ``style``, ``style/<layer>``, ``tv``."""
         content_targets, style_targets = self._targets[group]
         features = self.features(images)
         losses = {f"style/{layer}": style_loss(features[layer], style_targets[layer]) for layer in self.style_layers}
@@ -161,13 +171,26 @@ class StyleTransfer(LightningModule):
         return losses
 
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
-        """Sum of the pairs' losses (so each pair's gradient is its own); logs the mean over pairs."""
-        groups = [self.pair_losses(images, index) for index, images in enumerate(self.images)]
-        losses = {key: torch.cat([group[key] for group in groups]) for key in groups[0]}
-        count = len(losses["loss"])
-        self.log("train/loss", losses["loss"].mean(), prog_bar=True, batch_size=count)
-        self.log_dict({f"train/{key}": value.mean() for key, value in losses.items() if key != "loss"}, batch_size=count)
-        return losses["loss"].sum()
+        """Sum of the losses of this process's pairs, so each pair's gradient is its own; logs means over all pairs."""
+        sums, unused = {}, []
+        for group, (images, rows) in enumerate(zip(self.images, self._shards)):
+            if not len(rows):
+                unused.append(images.sum() * 0)  # DDP expects a gradient for every parameter
+                continue
+            mine = images if len(rows) == len(images) else images[rows]
+            for key, value in self.pair_losses(mine, group).items():
+                sums[key] = sums.get(key, 0) + value.sum()
+        keys = ["loss", "content", "style", *(f"style/{layer}" for layer in self.style_layers), "tv"]
+        local = torch.stack([torch.as_tensor(sums.get(key, 0.0), device=self.device) for key in keys])
+        totals = self.trainer.strategy.reduce(local.detach(), reduce_op="sum")
+        count = len(self.pairs)
+        self.log("train/loss", totals[0] / count, prog_bar=True, batch_size=count)
+        self.log_dict({f"train/{key}": total / count for key, total in zip(keys[1:], totals[1:])}, batch_size=count)
+        # DDP averages gradients over the processes and only a pair's owner computes its loss: scaling by the world
+        # size gives every pair the gradient a one-process run would give it. The value returned is the total over
+        # all pairs, the same on every process, so that L-BFGS takes the same decisions everywhere.
+        loss = local[0] * self.trainer.world_size + sum(unused)
+        return loss + (totals[0] - loss).detach()
 
     # --- optimisation ------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
