@@ -1,5 +1,6 @@
 """Callbacks that observe a run: ``ImageWriter`` saves each pair's image to disk, ``ImageLogger`` sends images and
-quality figures to the loggers (W&B, TensorBoard, CSV), ``StepProgressBar`` counts steps."""
+quality figures to the loggers (W&B, TensorBoard, CSV), ``StepProgressBar`` counts steps, ``StepCheckpoint``
+saves every N steps and at the end."""
 
 import os
 import tempfile
@@ -10,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -104,8 +105,15 @@ class StepProgressBar(TQDMProgressBar):
     Lightning's bar counts batches of the current epoch, which a run resumed from a checkpoint restarts.
     """
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._count_steps(trainer)  # a run resumed mid-epoch starts no epoch
+
     def on_train_epoch_start(self, trainer: pl.Trainer, *_) -> None:
         super().on_train_epoch_start(trainer)
+        self._count_steps(trainer)
+
+    def _count_steps(self, trainer: pl.Trainer) -> None:
         bar = self.train_progress_bar
         bar.reset(total=trainer.max_steps if trainer.max_steps > 0 else None)
         bar.initial = bar.n = trainer.global_step
@@ -167,3 +175,16 @@ class ImageLogger(pl.Callback):
             figures[f"quality/{metric}"] = sum(values) / len(values)
         for logger in trainer.loggers:
             logger.log_metrics(figures, step=step)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is also written at the end of fit, whatever step that is.
+
+    Lightning's writes it at the end only if it wrote none before, so a run that stops between two
+    ``every_n_train_steps`` (for example a resumed one) would keep an older ``last.ckpt``.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.save_last and trainer.global_step > 0:
+            trainer.save_checkpoint(self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST))

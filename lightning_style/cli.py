@@ -11,7 +11,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from .callbacks import ImageLogger, ImageWriter, StepProgressBar
 from .data import PairDataModule
-from .errors import StyleTransferError
+from .errors import NonFiniteError, StyleTransferError
 from .module import StyleTransfer
 
 
@@ -73,7 +73,7 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except StyleTransferError as error:
+    except (StyleTransferError, NonFiniteError) as error:
         if os.environ.get("LIGHTNING_STYLE_DEBUG"):
             raise
         sys.exit(f"lightning-style: error: {error}")

@@ -11,7 +11,7 @@ from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from .data import Pair, load_image, open_image
-from .errors import StyleTransferError
+from .errors import NonFiniteError, StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 
@@ -183,6 +183,10 @@ class StyleTransfer(LightningModule):
         keys = ["loss", "content", "style", *(f"style/{layer}" for layer in self.style_layers), "tv"]
         local = torch.stack([torch.as_tensor(sums.get(key, 0.0), device=self.device) for key in keys])
         totals = self.trainer.strategy.reduce(local.detach(), reduce_op="sum")
+        if not torch.isfinite(totals).all():
+            bad = [key for key, total in zip(keys, totals) if not torch.isfinite(total)]
+            raise NonFiniteError(f"step {self.global_step}: train/{bad[-1]} is {totals[keys.index(bad[-1])].item()}; "
+                                 "stopped with the last good images (lower the loss weights or the learning rate)")
         count = len(self.pairs)
         self.log("train/loss", totals[0] / count, prog_bar=True, batch_size=count)
         self.log_dict({f"train/{key}": total / count for key, total in zip(keys[1:], totals[1:])}, batch_size=count)
@@ -205,7 +209,17 @@ class StyleTransfer(LightningModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would
         # otherwise save the unclamped image, so a resumed run would differ from an uninterrupted one.
-        super().optimizer_step(*args, **kwargs)
+        last_good = [images.detach().clone() for images in self.images]
+        try:
+            super().optimizer_step(*args, **kwargs)
+            if not all(torch.isfinite(images).all() for images in self.images):
+                raise NonFiniteError(f"step {self.global_step}: the optimiser step made an image NaN or infinite; "
+                                     "stopped with the last good images (lower the learning rate)")
+        except NonFiniteError:  # from here or from training_step, maybe inside an L-BFGS line search
+            with torch.no_grad():
+                for images, previous in zip(self.images, last_good):
+                    images.copy_(previous)
+            raise
         with torch.no_grad():
             for images in self.images:
                 images.clamp_(0, 1)
