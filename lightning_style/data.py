@@ -173,7 +173,10 @@ class PairDataModule(LightningDataModule):
             twice = next(name for name in self.names if self.names.count(name) > 1)
             raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
         self.image_size, self.style_scale = image_size, style_scale
-        self.sizes = {path: open_image(path, role).size for path, role in self._files()}
+        self.sizes: dict[Path, tuple[int, int]] = {}
+        for path, role in self._files():
+            with open_image(path, role) as image:
+                self.sizes[path] = image.size
         self.pairs: list[Pair] = []
 
     def _files(self) -> list[tuple[Path, str]]:
@@ -203,6 +206,6 @@ class PairDataModule(LightningDataModule):
         self.pairs = [Pair(name, content[c], style[s]) for name, (c, s) in zip(self.names, self.sources)]
 
     def train_dataloader(self) -> DataLoader:
-        # One epoch of max_steps items, so the progress bar shows step/max_steps (also after a resume).
+        # Lightning needs a loader: one epoch of max_steps items that carry nothing.
         steps = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 1
         return _StepLoader(_Steps(steps), batch_size=None)

@@ -104,17 +104,19 @@ class StyleTransfer(LightningModule):
                 raise StyleTransferError("this model holds the images of other pairs than the datamodule gives")
             return
         self.groups = list(groups.values())
+        init = self.hparams.init
+        start = None if init in ("content", "style", "noise") else load_image(init, role="--model.init image")
         for names in self.groups:
-            self.images.append(nn.Parameter(torch.stack([self._initial_image(self.pairs[name]) for name in names])))
+            self.images.append(nn.Parameter(torch.stack([self._initial_image(self.pairs[name], start) for name in names])))
 
-    def _initial_image(self, pair: Pair) -> Tensor:
+    def _initial_image(self, pair: Pair, start: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
             return pair.content.clone()
         if self.hparams.init == "noise":
             # One generator per pair, seeded by its name: its start depends neither on the other pairs nor on order.
             generator = torch.Generator().manual_seed(torch.initial_seed() + zlib.crc32(pair.name.encode()))
             return torch.rand(pair.content.shape, generator=generator)
-        image = pair.style if self.hparams.init == "style" else load_image(self.hparams.init, role="--model.init image")
+        image = pair.style if start is None else start
         return F.interpolate(image[None], size=pair.content.shape[1:], mode="bilinear", antialias=True)[0].clamp(0, 1)
 
     def results(self) -> Iterator[tuple[str, Tensor]]:
