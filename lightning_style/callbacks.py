@@ -42,13 +42,13 @@ def side_by_side(*images: Tensor) -> Tensor:
 
 def save_atomically(image: Image.Image, path: Path) -> None:
     """Write ``path`` so that readers see the old file or the new one, never half of one."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".png", delete=False) as tmp:
-        try:
-            image.save(tmp, format="PNG")
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a plain open() keeps the umask's permissions
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class ImageWriter(pl.Callback):
