@@ -2,6 +2,7 @@
 
 import zlib
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from .color import keep_content_colours, match_colours
 from .data import Pair, load_image, open_image
 from .errors import NonFiniteError, StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
@@ -48,6 +50,10 @@ class StyleTransfer(LightningModule):
         init: starting image: ``content``, ``style`` (resized to the content's shape), ``noise`` (uniform, seeded
             by ``seed_everything``) or the path of an image.
         pooling: ``max`` (torchvision's) or ``avg`` (the paper's suggestion).
+        preserve_color: ``none``; ``luminance``: the result keeps its luminance but takes the content's colours
+            (YIQ, applied to what is written and logged, as neural-style's ``-original_colors``); ``histogram``:
+            the style image's colours are matched to the content's (mean and covariance) before its Grams are
+            taken, so the style is transferred in the photo's palette (Gatys et al. 2017).
         optimizer: called with the list of image parameters; default ``Adam(lr=0.02)``. L-BFGS works too, e.g.
             ``class_path: torch.optim.LBFGS``, ``init_args: {lr: 1, max_iter: 1, history_size: 20}`` (see ``configs/lbfgs.yaml``).
     """
@@ -63,6 +69,7 @@ class StyleTransfer(LightningModule):
         tv_weight: float = 0.0,
         init: str = "content",
         pooling: Pooling = "max",
+        preserve_color: Literal["none", "luminance", "histogram"] = "none",
         optimizer: OptimizerCallable | None = None,
     ) -> None:
         super().__init__()
@@ -120,9 +127,12 @@ class StyleTransfer(LightningModule):
         return F.interpolate(image[None], size=pair.content.shape[1:], mode="bilinear", antialias=True)[0].clamp(0, 1)
 
     def results(self) -> Iterator[tuple[str, Tensor]]:
-        """``(pair name, (3, H, W) image in [0, 1])`` for every pair, detached."""
+        """``(pair name, (3, H, W) image in [0, 1])`` for every pair, detached; with ``preserve_color:
+        luminance``, in the content's colours (during fit, or wherever ``pairs`` is set)."""
+        recolour = self.hparams.preserve_color == "luminance" and hasattr(self, "pairs")
         for names, images in zip(self.groups, self.images):
-            yield from zip(names, images.detach())
+            for name, image in zip(names, images.detach()):
+                yield name, keep_content_colours(image, self.pairs[name].content.to(image)) if recolour else image
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["pair_groups"] = self.groups
@@ -151,9 +161,13 @@ class StyleTransfer(LightningModule):
             self._shards.append(torch.tensor(rows, dtype=torch.long, device=self.device))
             content = torch.stack([self.pairs[names[row]].content for row in rows]).to(self.device) if rows else None
             content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers} if rows else {}
-            grams = [self._style_grams(self.pairs[names[row]].style.to(self.device)) for row in rows]
+            grams = [self._style_grams(self._style_image(self.pairs[names[row]])) for row in rows]
             style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers} if rows else {}
             self._targets.append((content_targets, style_targets))
+
+    def _style_image(self, pair: Pair) -> Tensor:
+        style = match_colours(pair.style, pair.content) if self.hparams.preserve_color == "histogram" else pair.style
+        return style.to(self.device)
 
     def _style_grams(self, style: Tensor) -> dict[str, Tensor]:
         features = self.features(style[None])

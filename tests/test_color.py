@@ -1,0 +1,49 @@
+import doctest
+
+import pytest
+import torch
+
+from lightning_style import color
+from lightning_style.color import _RGB_TO_YIQ, keep_content_colours, match_colours
+from lightning_style.losses import gram_matrix
+
+from conftest import fit
+
+
+def yiq(image):
+    return torch.einsum("ij,jhw->ihw", _RGB_TO_YIQ, image)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(color)
+    assert result.attempted >= 1 and result.failed == 0
+
+
+def test_luminance_from_the_result_colour_from_the_content():
+    result, content = torch.rand(3, 8, 8) * 0.5 + 0.25, torch.rand(3, 8, 8) * 0.5 + 0.25
+    combined = yiq(keep_content_colours(result, content))
+    torch.testing.assert_close(combined[0], yiq(result)[0], atol=1e-3, rtol=0)
+    torch.testing.assert_close(combined[1:], yiq(content)[1:], atol=1e-3, rtol=0)
+
+
+def test_matched_style_has_the_content_colour_statistics():
+    style = torch.rand(3, 30, 20) * torch.tensor([0.9, 0.2, 0.4]).view(3, 1, 1)
+    content = torch.rand(3, 16, 16) * 0.5 + torch.tensor([0.3, 0.2, 0.1]).view(3, 1, 1)
+    matched = match_colours(style, content)
+    flat = lambda image: image.reshape(3, -1)
+    torch.testing.assert_close(flat(matched).mean(1), flat(content).mean(1), atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.cov(flat(matched), correction=0), torch.cov(flat(content), correction=0), atol=1e-3, rtol=0)
+    assert matched.shape == style.shape
+
+
+@pytest.mark.parametrize("mode", ["luminance", "histogram"])
+def test_preserve_color_in_a_run(tmp_path, images, mode):
+    model, _ = fit(tmp_path, images["content"], images["style"], steps=2, preserve_color=mode)
+    pair = model.pairs["photo__paint"]
+    (name, written), = model.results()
+    if mode == "luminance":
+        torch.testing.assert_close(yiq(written)[1:], yiq(pair.content)[1:], atol=0.02, rtol=0)
+        assert not torch.equal(written, model.images[0][0].detach())
+    else:
+        features = model.features(match_colours(pair.style, pair.content)[None])
+        torch.testing.assert_close(model._targets[0][1]["relu1_1"], gram_matrix(features["relu1_1"]))
