@@ -52,7 +52,7 @@ def plain_steps(backbone: str, size: int, steps: int) -> list[float]:
     features, content_layers, style_layers = reference.features, reference.content_layers, reference.style_layers
     data = PairDataModule(CONTENT, STYLE, image_size=size)
     data.setup("fit")
-    content, style = data.pairs[0].content[None], data.pairs[0].style[None]
+    content, style = data.pairs[0].content[None], data.pairs[0].styles[0][None]
     with torch.no_grad():
         content_targets = features(content)
         style_targets = {layer: gram_matrix(f) for layer, f in features(style).items()}

@@ -1,8 +1,8 @@
-"""Paint `style/swirls.png`, the project's own example style image (CC0).
+"""Paint `style/swirls.png` and `style/embers.png`, the project's own example style images (CC0).
 
-Short brush strokes follow a field of vortices in a night-sky palette, so the
-image has the bold strokes and strong colour statistics that style transfer
-picks up well. Deterministic: `python examples/make_style.py` rewrites the same file.
+Short brush strokes follow a field of vortices, in a night-sky palette (swirls) and a warm one (embers), so the
+images have the bold strokes and strong colour statistics that style transfer picks up well. Deterministic:
+`python examples/make_style.py` rewrites the same files.
 """
 
 import math
@@ -12,8 +12,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFilter
 
 SIZE = 512
-PALETTE = [(18, 32, 92), (32, 64, 150), (60, 110, 190), (120, 170, 220),
-           (236, 208, 80), (250, 232, 150), (30, 80, 60), (12, 18, 40)]
+NIGHT = [(18, 32, 92), (32, 64, 150), (60, 110, 190), (120, 170, 220),
+         (236, 208, 80), (250, 232, 150), (30, 80, 60), (12, 18, 40)]
+EMBERS = [(90, 20, 10), (160, 40, 20), (210, 90, 30), (240, 150, 60),
+          (250, 220, 120), (255, 245, 200), (60, 30, 50), (30, 10, 20)]
 VORTICES = [(0.25, 0.3, 1.0), (0.7, 0.25, -0.8), (0.5, 0.7, 1.2), (0.85, 0.8, -0.6)]
 
 
@@ -28,14 +30,14 @@ def flow(x: float, y: float) -> float:
     return math.atan2(dy, dx + 2.0)
 
 
-def paint(seed: int = 0) -> Image.Image:
+def paint(palette: list[tuple[int, int, int]], seed: int = 0) -> Image.Image:
     rng = random.Random(seed)
-    image = Image.new("RGB", (SIZE, SIZE), PALETTE[1])
+    image = Image.new("RGB", (SIZE, SIZE), palette[1])
     draw = ImageDraw.Draw(image)
     for _ in range(9000):
         x, y = rng.random(), rng.random()
         near_vortex = min(math.hypot(x - cx, y - cy) for cx, cy, _ in VORTICES) < 0.12
-        colour = PALETTE[rng.choice([4, 5]) if near_vortex and rng.random() < 0.7 else rng.randrange(len(PALETTE))]
+        colour = palette[rng.choice([4, 5]) if near_vortex and rng.random() < 0.7 else rng.randrange(len(palette))]
         width = rng.randint(3, 7)
         points = [(x * SIZE, y * SIZE)]
         for _ in range(rng.randint(4, 10)):
@@ -47,6 +49,7 @@ def paint(seed: int = 0) -> Image.Image:
 
 
 if __name__ == "__main__":
-    out = Path(__file__).with_name("style") / "swirls.png"
-    paint().save(out)
-    print(out)
+    for name, palette, seed in [("swirls", NIGHT, 0), ("embers", EMBERS, 1)]:
+        out = Path(__file__).with_name("style") / f"{name}.png"
+        paint(palette, seed).save(out)
+        print(out)

@@ -129,7 +129,7 @@ class StepProgressBar(TQDMProgressBar):
 
 
 class ImageLogger(pl.Callback):
-    """Logs each pair as one picture, content | style | result, with quality figures, every N steps and at the end.
+    """Logs each pair as one picture, content | style(s) | result, with quality figures, every N steps and at the end.
 
     Images go to W&B (``images/<pair>``, captioned with the pair and step, so each pair's history stays together)
     and TensorBoard; other loggers (CSV) get the figures only: ``quality/ssim/<pair>`` and ``quality/psnr/<pair>``
@@ -164,7 +164,7 @@ class ImageLogger(pl.Callback):
             result, content = image[None].float(), pair.content[None].to(image.device)
             figures[f"quality/ssim/{name}"] = structural_similarity_index_measure(result, content, data_range=1.0).item()
             figures[f"quality/psnr/{name}"] = peak_signal_noise_ratio(result, content, data_range=1.0).item()
-            picture = to_uint8(side_by_side(pair.content, pair.style, image))
+            picture = to_uint8(side_by_side(pair.content, *pair.styles, image))
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(f"images/{name}", [picture], step=step, caption=[f"{name}, step {step}"])

@@ -21,11 +21,16 @@ IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 
 @dataclass(frozen=True)
 class Pair:
-    """One content/style pair: ``name`` is ``<content-stem>__<style-stem>``; images are ``(3, H, W)`` in ``[0, 1]``."""
+    """One content image and its style: one image, or a blend of several with weights summing to 1.
+
+    ``name`` is ``<content-stem>__<style-stem>`` (``__<style-stem>+<style-stem>`` for a blend); images are
+    ``(3, H, W)`` in ``[0, 1]``.
+    """
 
     name: str
     content: Tensor
-    style: Tensor
+    styles: tuple[Tensor, ...]
+    style_weights: tuple[float, ...] = (1.0,)
 
 
 def open_image(path: str | Path, role: str = "image") -> Image.Image:
@@ -136,20 +141,23 @@ class PairDataModule(LightningDataModule):
     Args:
         content: a content image, a folder of them, or a list of files and folders.
         style: a style image, a folder of them, or a list of files and folders.
-        pairing: ``product`` (every content with every style) or ``zip`` (the i-th content with the i-th style;
-            a single image on one side goes with every image on the other).
+        pairing: ``product`` (every content with every style), ``zip`` (the i-th content with the i-th style;
+            a single image on one side goes with every image on the other) or ``blend`` (every content with
+            one blend of all the styles, weighted by ``style_weights``).
         image_size: the content images' longer side in pixels (the aspect ratio is kept).
         style_scale: the style images' longer side relative to ``image_size``; below 1 gives finer brush strokes,
             above 1 coarser ones.
+        style_weights: with ``pairing: blend``, one weight per style image (normalised to sum to 1); default equal.
     """
 
     def __init__(
         self,
         content: str | list[str],
         style: str | list[str],
-        pairing: Literal["product", "zip"] = "product",
+        pairing: Literal["product", "zip", "blend"] = "product",
         image_size: int = 512,
         style_scale: float = 1.0,
+        style_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(image_size, int) or image_size <= 0:
@@ -157,18 +165,30 @@ class PairDataModule(LightningDataModule):
         if not style_scale > 0:
             raise StyleTransferError(f"--data.style_scale must be positive, got {style_scale!r}")
         contents, styles = image_files(content, "content"), image_files(style, "style")
+        weights = [1.0] * len(styles) if style_weights is None else list(style_weights)
+        if style_weights is not None and pairing != "blend":
+            raise StyleTransferError("--data.style_weights needs --data.pairing blend")
+        if len(weights) != len(styles) or not all(w >= 0 for w in weights) or not sum(weights) > 0:
+            raise StyleTransferError(
+                f"--data.style_weights must be {len(styles)} weights >= 0 (one per style image) with a positive sum, "
+                f"got {style_weights}"
+            )
         if pairing == "product":
-            sources = list(itertools.product(contents, styles))
+            sources = [(c, (s,)) for c, s in itertools.product(contents, styles)]
         elif pairing == "zip":
             if len(contents) != len(styles) and 1 not in (len(contents), len(styles)):
                 raise StyleTransferError(
                     f"--data.pairing zip needs as many content as style images, got {len(contents)} and {len(styles)}"
                 )
-            sources = list(zip(contents * len(styles), styles) if len(contents) == 1 else zip(contents, styles * len(contents)))
+            zipped = zip(contents * len(styles), styles) if len(contents) == 1 else zip(contents, styles * len(contents))
+            sources = [(c, (s,)) for c, s in zipped]
+        elif pairing == "blend":
+            sources = [(c, tuple(styles)) for c in contents]
         else:
-            raise StyleTransferError(f"--data.pairing must be 'product' or 'zip', got {pairing!r}")
-        self.sources = sources
-        self.names = [f"{c.stem}__{s.stem}" for c, s in sources]
+            raise StyleTransferError(f"--data.pairing must be 'product', 'zip' or 'blend', got {pairing!r}")
+        self.sources: list[tuple[Path, tuple[Path, ...]]] = sources
+        self.style_weights = tuple(w / sum(weights) for w in weights) if pairing == "blend" else (1.0,)
+        self.names = [f"{c.stem}__{'+'.join(s.stem for s in ss)}" for c, ss in sources]
         if len(set(self.names)) < len(self.names):
             twice = next(name for name in self.names if self.names.count(name) > 1)
             raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
@@ -180,7 +200,7 @@ class PairDataModule(LightningDataModule):
         self.pairs: list[Pair] = []
 
     def _files(self) -> list[tuple[Path, str]]:
-        return list(dict.fromkeys([(c, "content") for c, _ in self.sources] + [(s, "style") for _, s in self.sources]))
+        return list(dict.fromkeys([(c, "content") for c, _ in self.sources] + [(s, "style") for _, ss in self.sources for s in ss]))
 
     @property
     def style_size(self) -> int:
@@ -201,9 +221,14 @@ class PairDataModule(LightningDataModule):
         """Decode and resize every image once (pairs that share an image share its tensor)."""
         if self.pairs:
             return
-        content = {c: load_image(c, self.image_size, "content") for c in dict.fromkeys(c for c, _ in self.sources)}
-        style = {s: load_image(s, self.style_size, "style") for s in dict.fromkeys(s for _, s in self.sources)}
-        self.pairs = [Pair(name, content[c], style[s]) for name, (c, s) in zip(self.names, self.sources)]
+        images = {
+            (path, role): load_image(path, self.image_size if role == "content" else self.style_size, role)
+            for path, role in self._files()
+        }
+        self.pairs = [
+            Pair(name, images[c, "content"], tuple(images[s, "style"] for s in ss), self.style_weights)
+            for name, (c, ss) in zip(self.names, self.sources)
+        ]
 
     def train_dataloader(self) -> DataLoader:
         # Lightning needs a loader: one epoch of max_steps items that carry nothing.

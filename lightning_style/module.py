@@ -47,8 +47,8 @@ class StyleTransfer(LightningModule):
         style_weight: beta, the weight of the style loss. Both losses are normalised (see :mod:`.losses`), so the
             ratio means the same for every backbone and image size.
         tv_weight: weight of the total-variation loss (smoothness); 0 turns it off.
-        init: starting image: ``content``, ``style`` (resized to the content's shape), ``noise`` (uniform, seeded
-            by ``seed_everything``) or the path of an image.
+        init: starting image: ``content``, ``style`` (the first style, resized to the content's shape), ``noise``
+            (uniform, seeded by ``seed_everything``) or the path of an image.
         pooling: ``max`` (torchvision's) or ``avg`` (the paper's suggestion).
         preserve_color: ``none``; ``luminance``: the result keeps its luminance but takes the content's colours
             (YIQ, applied to what is written and logged, as neural-style's ``-original_colors``); ``histogram``:
@@ -123,7 +123,7 @@ class StyleTransfer(LightningModule):
             # One generator per pair, seeded by its name: its start depends neither on the other pairs nor on order.
             generator = torch.Generator().manual_seed(torch.initial_seed() + zlib.crc32(pair.name.encode()))
             return torch.rand(pair.content.shape, generator=generator)
-        image = pair.style if start is None else start
+        image = pair.styles[0] if start is None else start
         return F.interpolate(image[None], size=pair.content.shape[1:], mode="bilinear", antialias=True)[0].clamp(0, 1)
 
     def results(self) -> Iterator[tuple[str, Tensor]]:
@@ -161,17 +161,20 @@ class StyleTransfer(LightningModule):
             self._shards.append(torch.tensor(rows, dtype=torch.long, device=self.device))
             content = torch.stack([self.pairs[names[row]].content for row in rows]).to(self.device) if rows else None
             content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers} if rows else {}
-            grams = [self._style_grams(self._style_image(self.pairs[names[row]])) for row in rows]
+            grams = [self._style_grams(self.pairs[names[row]]) for row in rows]
             style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers} if rows else {}
             self._targets.append((content_targets, style_targets))
 
-    def _style_image(self, pair: Pair) -> Tensor:
-        style = match_colours(pair.style, pair.content) if self.hparams.preserve_color == "histogram" else pair.style
-        return style.to(self.device)
-
-    def _style_grams(self, style: Tensor) -> dict[str, Tensor]:
-        features = self.features(style[None])
-        return {layer: gram_matrix(features[layer]) for layer in self.style_layers}
+    def _style_grams(self, pair: Pair) -> dict[str, Tensor]:
+        """``{layer: (1, C, C)}`` target Grams of a pair: a blend's are the weighted sum of its styles' Grams."""
+        grams = {layer: 0 for layer in self.style_layers}
+        for style, weight in zip(pair.styles, pair.style_weights):
+            if self.hparams.preserve_color == "histogram":
+                style = match_colours(style, pair.content)
+            features = self.features(style[None].to(self.device))
+            for layer in self.style_layers:
+                grams[layer] = grams[layer] + weight * gram_matrix(features[layer])
+        return grams
 
     def pair_losses(self, images: Tensor, group: int) -> dict[str, Tensor]:
         """Per-pair losses ``{name: (B,)}`` of this process's rows of one image group: ``loss``, ``content``,

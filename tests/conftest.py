@@ -59,6 +59,7 @@ def fit(
     steps: int = 3,
     image_size: int = 32,
     pairing: str = "product",
+    style_weights: list[float] | None = None,
     ckpt_path: str | None = None,
     seed: int = 0,
     trainer_kwargs: dict | None = None,
@@ -70,7 +71,7 @@ def fit(
     pl.seed_everything(seed, verbose=False)
     if model is None:
         model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
-    data = PairDataModule(content, style, pairing=pairing, image_size=image_size)
+    data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_weights=style_weights)
     trainer = pl.Trainer(
         **{
             "accelerator": "cpu",

@@ -45,5 +45,5 @@ def test_preserve_color_in_a_run(tmp_path, images, mode):
         torch.testing.assert_close(yiq(written)[1:], yiq(pair.content)[1:], atol=0.02, rtol=0)
         assert not torch.equal(written, model.images[0][0].detach())
     else:
-        features = model.features(match_colours(pair.style, pair.content)[None])
+        features = model.features(match_colours(pair.styles[0], pair.content)[None])
         torch.testing.assert_close(model._targets[0][1]["relu1_1"], gram_matrix(features["relu1_1"]))

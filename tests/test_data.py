@@ -62,13 +62,13 @@ def test_setup_decodes_each_image_once(images):
     data = PairDataModule([str(images["content"]), str(images["content2"])], str(images["style"]), image_size=40)
     data.setup("fit")
     assert [pair.content.shape for pair in data.pairs] == [(3, 33, 40)] * 2
-    assert data.pairs[0].style is data.pairs[1].style
+    assert data.pairs[0].styles[0] is data.pairs[1].styles[0]
 
 
 def test_style_scale(images):
     data = PairDataModule(str(images["content"]), str(images["style"]), image_size=40, style_scale=0.5)
     data.setup("fit")
-    assert data.pairs[0].content.shape == (3, 33, 40) and data.pairs[0].style.shape == (3, 17, 20)
+    assert data.pairs[0].content.shape == (3, 33, 40) and data.pairs[0].styles[0].shape == (3, 17, 20)
 
 
 @pytest.mark.parametrize(
@@ -138,3 +138,24 @@ def test_two_pairs_with_the_same_name_are_refused(tmp_path, images):
     twin = write_image(tmp_path / "other" / "photo.jpg", seed=9)
     with pytest.raises(StyleTransferError, match="two pairs are both named 'photo__paint': rename one of the images"):
         PairDataModule([str(images["content"]), str(twin)], str(images["style"]))
+
+
+def test_blend_pairs_every_content_with_all_styles(images):
+    contents, styles = [str(images["content"]), str(images["content2"])], [str(images["style"]), str(images["style2"])]
+    data = PairDataModule(contents, styles, pairing="blend", style_weights=[3, 1])
+    assert data.names == ["photo__paint+paint2", "photo2__paint+paint2"]
+    data.setup("fit")
+    assert len(data.pairs[0].styles) == 2 and data.pairs[0].style_weights == (0.75, 0.25)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"pairing": "blend", "style_weights": [1.0]}, "--data.style_weights must be 2 weights >= 0"),
+        ({"pairing": "blend", "style_weights": [1.0, -1.0]}, "--data.style_weights must be 2 weights >= 0"),
+        ({"pairing": "product", "style_weights": [1.0, 1.0]}, "--data.style_weights needs --data.pairing blend"),
+    ],
+)
+def test_bad_blend_weights(images, kwargs, message):
+    with pytest.raises(StyleTransferError, match=message):
+        PairDataModule(str(images["content"]), [str(images["style"]), str(images["style2"])], **kwargs)

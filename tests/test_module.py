@@ -75,7 +75,7 @@ def test_init(tmp_path, images, init):
         other_seed, _ = fit(tmp_path, images["content"], images["style"], steps=0, init=path, seed=8)
         assert torch.equal(again.images[0], model.images[0]) and not torch.equal(other_seed.images[0], model.images[0])
     else:
-        source = model.pairs["photo__paint"].style if init == "style" else load_image(images["style2"])
+        source = model.pairs["photo__paint"].styles[0] if init == "style" else load_image(images["style2"])
         assert image.shape == content.shape
         torch.testing.assert_close(image.mean((1, 2)), source.mean((1, 2)), atol=0.03, rtol=0)
 
@@ -143,5 +143,16 @@ def test_very_wide_content_and_a_much_larger_style(tmp_path, images):
     huge_style = write_image(tmp_path / "in" / "huge.png", size=(1500, 1200), seed=7)
     model, _ = fit(tmp_path, wide, huge_style, steps=2, image_size=256)
     assert model.images[0].shape == (1, 3, 17, 256)
-    assert model.pairs["wide__huge"].style.shape == (3, 205, 256)
+    assert model.pairs["wide__huge"].styles[0].shape == (3, 205, 256)
     assert (tmp_path / "images" / "wide__huge.png").is_file()
+
+
+def test_a_blend_targets_the_weighted_sum_of_its_styles_grams(tmp_path, images):
+    from lightning_style.losses import gram_matrix
+
+    model, _ = fit(tmp_path, images["content"], [images["style"], images["style2"]], steps=1, pairing="blend",
+                   style_weights=[0.7, 0.3])
+    pair = model.pairs["photo__paint+paint2"]
+    grams = [gram_matrix(model.features(style[None])["relu3_1"]) for style in pair.styles]
+    torch.testing.assert_close(model._targets[0][1]["relu3_1"], 0.7 * grams[0] + 0.3 * grams[1])
+    assert (tmp_path / "images" / "photo__paint+paint2.png").is_file()

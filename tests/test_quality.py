@@ -15,11 +15,11 @@ def test_default_weights_give_a_stylised_recognisable_image(tmp_path, hed_weight
     result = model.images[0].detach()
     pair = model.pairs["chelsea__swirls"]
     photo = pair.content[None]
-    painting = torch.nn.functional.interpolate(pair.style[None], size=photo.shape[2:], mode="bilinear", antialias=True)
+    painting = torch.nn.functional.interpolate(pair.styles[0][None], size=photo.shape[2:], mode="bilinear", antialias=True)
 
     with torch.no_grad():
         def style_error(image):
-            features, reference = model.features(image), model.features(pair.style[None])
+            features, reference = model.features(image), model.features(pair.styles[0][None])
             return sum(style_loss(features[l], gram_matrix(reference[l])) for l in model.style_layers).item()
 
         def content_error(image):
