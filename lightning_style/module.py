@@ -159,10 +159,13 @@ class StyleTransfer(LightningModule):
         for names in self.groups:
             rows = [row for row, name in enumerate(names) if order[name] % world == rank]
             self._shards.append(torch.tensor(rows, dtype=torch.long, device=self.device))
-            content = torch.stack([self.pairs[names[row]].content for row in rows]).to(self.device) if rows else None
-            content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers} if rows else {}
+            if not rows:
+                self._targets.append(({}, {}))
+                continue
+            content = torch.stack([self.pairs[names[row]].content for row in rows]).to(self.device)
+            content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers}
             grams = [self._style_grams(self.pairs[names[row]]) for row in rows]
-            style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers} if rows else {}
+            style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers}
             self._targets.append((content_targets, style_targets))
 
     def _style_grams(self, pair: Pair) -> dict[str, Tensor]:
