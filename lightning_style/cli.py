@@ -50,7 +50,7 @@ class StyleTransferCLI(LightningCLI):
     def before_fit(self) -> None:
         # Decode every image and check its size now, so that bad input fails before anything is written.
         self.datamodule.setup("fit")
-        self.datamodule.check_min_size(self.model.features.min_size)
+        self.datamodule.check_min_size(self.model.min_image_size)
         for callback in self.trainer.callbacks:
             if isinstance(callback, ImageWriter) and self.trainer.is_global_zero:
                 callback.check_writable()

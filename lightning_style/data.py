@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pytorch_lightning import LightningDataModule
@@ -21,16 +22,19 @@ IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 
 @dataclass(frozen=True)
 class Pair:
-    """One content image and its style: one image, or a blend of several with weights summing to 1.
+    """One content image and its style: one image, a blend of several with weights summing to 1, or several
+    each painted in its region.
 
-    ``name`` is ``<content-stem>__<style-stem>`` (``__<style-stem>+<style-stem>`` for a blend); images are
-    ``(3, H, W)`` in ``[0, 1]``.
+    ``name`` is ``<content-stem>__<style-stem>`` (``__<style-stem>+<style-stem>`` for several); images are
+    ``(3, H, W)`` in ``[0, 1]``; ``masks``, if given, is ``(len(styles), H, W)`` in ``[0, 1]`` (then the
+    weights are unused).
     """
 
     name: str
     content: Tensor
     styles: tuple[Tensor, ...]
     style_weights: tuple[float, ...] = (1.0,)
+    masks: Tensor | None = None
 
 
 def open_image(path: str | Path, role: str = "image") -> Image.Image:
@@ -148,6 +152,9 @@ class PairDataModule(LightningDataModule):
         style_scale: the style images' longer side relative to ``image_size``; below 1 gives finer brush strokes,
             above 1 coarser ones.
         style_weights: with ``pairing: blend``, one weight per style image (normalised to sum to 1); default equal.
+        masks: with ``pairing: blend``, one mask image per style image, instead of weights: each style is
+            painted where its mask is white (grey: partly), and where no mask is white the content gets no
+            style. Masks are resized to each content image, so they must have its aspect ratio.
     """
 
     def __init__(
@@ -158,6 +165,7 @@ class PairDataModule(LightningDataModule):
         image_size: int = 512,
         style_scale: float = 1.0,
         style_weights: list[float] | None = None,
+        masks: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(image_size, int) or image_size <= 0:
@@ -193,14 +201,39 @@ class PairDataModule(LightningDataModule):
             twice = next(name for name in self.names if self.names.count(name) > 1)
             raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
         self.image_size, self.style_scale = image_size, style_scale
+        self.masks = self._check_masks(masks, pairing, styles, style_weights)
         self.sizes: dict[Path, tuple[int, int]] = {}
         for path, role in self._files():
             with open_image(path, role) as image:
                 self.sizes[path] = image.size
+        for mask in self.masks:
+            for content in contents:
+                (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
+                if abs(mw / mh - cw / ch) > 0.02 * cw / ch:
+                    raise StyleTransferError(
+                        f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a mask needs the "
+                        "content's aspect ratio (it is resized to the content)"
+                    )
         self.pairs: list[Pair] = []
 
+    @staticmethod
+    def _check_masks(masks, pairing: str, styles: list[Path], style_weights) -> list[Path]:
+        if masks is None:
+            return []
+        masks = [Path(mask).expanduser() for mask in ([masks] if isinstance(masks, (str, Path)) else masks)]
+        if pairing != "blend":
+            raise StyleTransferError("--data.masks needs --data.pairing blend (each content with all the styles, each in its mask)")
+        if style_weights is not None:
+            raise StyleTransferError("--data.masks and --data.style_weights do not go together: a mask's grey level sets its style's strength")
+        if len(masks) != len(styles):
+            raise StyleTransferError(f"--data.masks must be one mask per style image: got {len(masks)} masks and {len(styles)} styles")
+        return masks
+
     def _files(self) -> list[tuple[Path, str]]:
-        return list(dict.fromkeys([(c, "content") for c, _ in self.sources] + [(s, "style") for _, ss in self.sources for s in ss]))
+        return list(dict.fromkeys(
+            [(c, "content") for c, _ in self.sources] + [(s, "style") for _, ss in self.sources for s in ss]
+            + [(m, "mask") for m in self.masks]
+        ))
 
     @property
     def style_size(self) -> int:
@@ -210,11 +243,13 @@ class PairDataModule(LightningDataModule):
     def check_min_size(self, min_size: int) -> None:
         """Raise if any image, once resized, has a side shorter than ``min_size`` pixels."""
         for path, role in self._files():
+            if role == "mask":
+                continue
             height, width = resized_shape(*self.sizes[path], self.image_size if role == "content" else self.style_size)
             if min(height, width) < min_size:
                 raise StyleTransferError(
-                    f"{role} {path}: {width}x{height} px once resized, but the chosen layers need at least "
-                    f"{min_size} px on each side (raise --data.image_size or use a less elongated image)"
+                    f"{role} {path}: {width}x{height} px once resized, but the chosen layers (and --model.levels) "
+                    f"need at least {min_size} px on each side (raise --data.image_size or use a less elongated image)"
                 )
 
     def setup(self, stage: str) -> None:
@@ -222,13 +257,26 @@ class PairDataModule(LightningDataModule):
         if self.pairs:
             return
         images = {
-            (path, role): load_image(path, self.image_size if role == "content" else self.style_size, role)
+            (path, role): load_image(path, self.style_size if role == "style" else self.image_size, role)
             for path, role in self._files()
         }
         self.pairs = [
-            Pair(name, images[c, "content"], tuple(images[s, "style"] for s in ss), self.style_weights)
+            Pair(name, images[c, "content"], tuple(images[s, "style"] for s in ss), self.style_weights,
+                 self._masks_for(images, images[c, "content"].shape[1:]))
             for name, (c, ss) in zip(self.names, self.sources)
         ]
+
+    def _masks_for(self, images: dict, size: tuple[int, int]) -> Tensor | None:
+        """``(R, H, W)`` masks at a content's size: grey levels (the mean of R, G, B) in ``[0, 1]``."""
+        if not self.masks:
+            return None
+        masks = []
+        for path in self.masks:
+            mask = images[path, "mask"].mean(0, keepdim=True)
+            if mask.max() < 0.5 / 255:
+                raise StyleTransferError(f"mask {path}: black everywhere, so its style would be painted nowhere")
+            masks.append(F.interpolate(mask[None], size=size, mode="bilinear", antialias=True)[0, 0].clamp(0, 1))
+        return torch.stack(masks)
 
     def train_dataloader(self) -> DataLoader:
         # Lightning needs a loader: one epoch of max_steps items that carry nothing.

@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 import torchvision
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.utils.checkpoint import checkpoint
 from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import StyleTransferError
@@ -112,10 +114,17 @@ class VGGFeatures(nn.Module):
         weights: ``DEFAULT`` (torchvision's ImageNet weights, downloaded to the torch hub cache on first use), another
             torchvision weights name, the path of a torchvision-format state_dict, or ``None`` for random weights.
         pooling: ``max`` (torchvision's) or ``avg`` (the paper's recommendation for smoother results).
+        checkpointing: keep only each block's input (between pooling layers) and the tapped layers' outputs for
+            the backward pass, and recompute the rest: less memory for one more forward pass.
     """
 
     def __init__(
-        self, layers: Iterable[str], backbone: Backbone = "vgg19_bn", weights: str | None = "DEFAULT", pooling: Pooling = "max"
+        self,
+        layers: Iterable[str],
+        backbone: Backbone = "vgg19_bn",
+        weights: str | None = "DEFAULT",
+        pooling: Pooling = "max",
+        checkpointing: bool = False,
     ) -> None:
         super().__init__()
         net = build_features(backbone)
@@ -137,6 +146,9 @@ class VGGFeatures(nn.Module):
                 net[i] = nn.ReLU(inplace=False)  # an in-place ReLU would overwrite the tapped conv/bn output
             elif isinstance(layer, nn.MaxPool2d) and pooling == "avg":
                 net[i] = nn.AvgPool2d(kernel_size=2, stride=2)
+            elif isinstance(layer, nn.BatchNorm2d) and self.names[i - 1] not in self.layers:
+                # Frozen BatchNorm is an affine map: folded into the conv before it, it costs no time or memory.
+                net[i - 1], net[i] = fuse_conv_bn_eval(net[i - 1].eval(), layer.eval()), nn.Identity()
         for module in net.modules():
             for name, param in list(module.named_parameters(recurse=False)):
                 delattr(module, name)
@@ -144,6 +156,9 @@ class VGGFeatures(nn.Module):
             for name, buffer in list(module.named_buffers(recurse=False)):
                 module.register_buffer(name, buffer, persistent=False)
         self.net = net
+        self.checkpointing = checkpointing
+        pools = [i + 1 for i, name in enumerate(self.names) if name.startswith("pool")]
+        self.blocks = list(zip([0, *pools], [*pools, depth]))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.train(False)
@@ -161,8 +176,18 @@ class VGGFeatures(nn.Module):
         """``(B, 3, H, W)`` images in ``[0, 1]`` -> ``{layer name: (B, C, h, w) activations}``."""
         x = (images - self.mean) / self.std
         out = {}
-        for name, layer in zip(self.names, self.net):
+        for start, stop in self.blocks:
+            if self.checkpointing and torch.is_grad_enabled() and x.requires_grad:
+                x, taps = checkpoint(self._block, x, start, stop, use_reentrant=False)
+            else:
+                x, taps = self._block(x, start, stop)
+            out.update(taps)
+        return out
+
+    def _block(self, x: Tensor, start: int, stop: int) -> tuple[Tensor, dict[str, Tensor]]:
+        taps = {}
+        for name, layer in zip(self.names[start:stop], self.net[start:stop]):
             x = layer(x)
             if name in self.layers:
-                out[name] = x
-        return out
+                taps[name] = x
+        return x, taps

@@ -2,7 +2,7 @@
 
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,24 @@ from .features import Backbone, Pooling, VGGFeatures
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+class Targets(NamedTuple):
+    """What the rows of one image group are matched to, at one pyramid level."""
+
+    content: dict[str, Tensor]  # layer -> (B, C, H, W) activations of the contents
+    style: dict[str, Tensor]  # layer -> (B, C, C) target Grams; with masks (B, R, C, C), one per region
+    masks: Tensor | None  # (B, R, H, W) region masks at the content's full size, or None
+
+
+def downsample(images: Tensor, factor: int) -> Tensor:
+    """``(..., H, W)`` images shrunk ``factor`` times (bilinear, antialiased); ``factor`` 1 returns them as they are."""
+    if factor == 1:
+        return images
+    h, w = images.shape[-2:]
+    batch = images.reshape(-1, *images.shape[-3:])
+    small = F.interpolate(batch, size=(round(h / factor), round(w / factor)), mode="bilinear", antialias=True)
+    return small.reshape(*images.shape[:-2], *small.shape[-2:])
 
 
 def _layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dict[str, float]:
@@ -56,6 +74,15 @@ class StyleTransfer(LightningModule):
             taken, so the style is transferred in the photo's palette (Gatys et al. 2017).
         optimizer: called with the list of image parameters; default ``Adam(lr=0.02)``. L-BFGS works too, e.g.
             ``class_path: torch.optim.LBFGS``, ``init_args: {lr: 1, max_iter: 1, history_size: 20}`` (see ``configs/lbfgs.yaml``).
+        levels: coarse-to-fine pyramid: with ``levels`` L > 1 the first ``level_steps`` steps are taken at
+            1/2^(L-1) of the size, the next ``level_steps`` at twice that, ..., and the rest at full size. The
+            images stay full-size parameters: a coarse level computes the loss on their downsampled copy, so a
+            step costs what a step at that size costs, each level starts from the previous result, and Adam's
+            state carries over (L-BFGS's history is cleared at each new level: its curvature pairs belong to
+            the previous level's loss).
+        level_steps: steps at each coarse level.
+        checkpointing: activation checkpointing in the VGG: less memory per pixel, for larger images, at the
+            cost of one more forward pass per step (see the README's performance section).
     """
 
     def __init__(
@@ -71,26 +98,31 @@ class StyleTransfer(LightningModule):
         pooling: Pooling = "max",
         preserve_color: Literal["none", "luminance", "histogram"] = "none",
         optimizer: OptimizerCallable | None = None,
+        levels: int = 1,
+        level_steps: int = 100,
+        checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
         for option, value in [("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight)]:
             if not value >= 0:
                 raise StyleTransferError(f"--model.{option} must be >= 0, got {value}")
+        if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
+            raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
         if init not in ("content", "style", "noise"):
             open_image(init, "--model.init image").close()
         self.content_layers = _layer_weights(content_layers, "content_layers")
         self.style_layers = _layer_weights(style_layers, "style_layers")
         if weights is None:
             rank_zero_warn("--model.weights null: random VGG weights, the result will not look artistic")
-        self.features = VGGFeatures([*self.content_layers, *self.style_layers], backbone, weights, pooling)
+        self.features = VGGFeatures([*self.content_layers, *self.style_layers], backbone, weights, pooling, checkpointing)
         # DDP would otherwise broadcast the frozen VGG's buffers (its weights, 80 MB) from rank 0 at every step.
         self._ddp_params_and_buffers_to_ignore = [f"features.{name}" for name, _ in self.features.named_buffers()]
         self.optimizer = optimizer
         self.images = nn.ParameterList()
         self.groups: list[list[str]] = []  # pair names held in each image parameter, in row order
         self._shards: list[Tensor] = []  # rows of each image parameter that this process optimises
-        self._targets: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []  # for those rows
+        self._targets: list[dict[int, Targets]] = []  # for those rows, by downsampling factor
 
     # --- images -----------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -101,7 +133,7 @@ class StyleTransfer(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if not hasattr(datamodule, "pairs"):
             raise StyleTransferError("StyleTransfer needs a PairDataModule: trainer.fit(model, datamodule=PairDataModule(...))")
-        datamodule.check_min_size(self.features.min_size)
+        datamodule.check_min_size(self.min_image_size)
         self.pairs: dict[str, Pair] = {pair.name: pair for pair in datamodule.pairs}
         groups: dict[tuple[int, ...], list[str]] = {}
         for pair in datamodule.pairs:
@@ -115,6 +147,16 @@ class StyleTransfer(LightningModule):
         start = None if init in ("content", "style", "noise") else load_image(init, role="--model.init image")
         for names in self.groups:
             self.images.append(nn.Parameter(torch.stack([self._initial_image(self.pairs[name], start) for name in names])))
+
+    @property
+    def min_image_size(self) -> int:
+        """The shortest side, in pixels, that an image needs: the chosen layers' minimum at the coarsest level."""
+        return self.features.min_size * 2 ** (self.hparams.levels - 1)
+
+    def factor_at(self, step: int) -> int:
+        """How many times the images are downsampled at ``step`` (1 at full size)."""
+        level = min(step // self.hparams.level_steps, self.hparams.levels - 1)
+        return 2 ** (self.hparams.levels - 1 - level)
 
     def _initial_image(self, pair: Pair, start: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
@@ -152,40 +194,46 @@ class StyleTransfer(LightningModule):
     @torch.no_grad()
     def on_fit_start(self) -> None:
         """Shard the pairs over the processes (pair k goes to rank k mod world size) and compute the targets of
-        this process's pairs once, on its device: content activations and style Grams."""
+        this process's pairs once, on its device, at every pyramid level: content activations and style Grams."""
         rank, world = self.trainer.global_rank, self.trainer.world_size
         order = {name: k for k, name in enumerate(self.pairs)}
         self._shards, self._targets = [], []
         for names in self.groups:
             rows = [row for row, name in enumerate(names) if order[name] % world == rank]
             self._shards.append(torch.tensor(rows, dtype=torch.long, device=self.device))
-            if not rows:
-                self._targets.append(({}, {}))
-                continue
-            content = torch.stack([self.pairs[names[row]].content for row in rows]).to(self.device)
-            content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers}
-            grams = [self._style_grams(self.pairs[names[row]]) for row in rows]
-            style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers}
-            self._targets.append((content_targets, style_targets))
+            pairs = [self.pairs[names[row]] for row in rows]
+            self._targets.append({2**k: self._targets_of(pairs, 2**k) for k in range(self.hparams.levels)} if rows else {})
 
-    def _style_grams(self, pair: Pair) -> dict[str, Tensor]:
-        """``{layer: (1, C, C)}`` target Grams of a pair: a blend's are the weighted sum of its styles' Grams."""
-        grams = {layer: 0 for layer in self.style_layers}
+    def _targets_of(self, pairs: list[Pair], factor: int) -> Targets:
+        content = downsample(torch.stack([pair.content for pair in pairs]).to(self.device), factor)
+        content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers}
+        grams = [self._style_grams(pair, factor) for pair in pairs]
+        style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers}
+        masks = None if pairs[0].masks is None else torch.stack([pair.masks for pair in pairs]).to(self.device)
+        return Targets(content_targets, style_targets, masks)
+
+    def _style_grams(self, pair: Pair, factor: int = 1) -> dict[str, Tensor]:
+        """``{layer: (1, C, C)}`` target Grams of a pair: a blend's are the weighted sum of its styles' Grams; with
+        masks, ``{layer: (1, R, C, C)}``, one per style. Styles shrink with the pyramid level, like the content."""
+        grams = {layer: [] for layer in self.style_layers}
         for style, weight in zip(pair.styles, pair.style_weights):
             if self.hparams.preserve_color == "histogram":
                 style = match_colours(style, pair.content)
-            features = self.features(style[None].to(self.device))
+            features = self.features(downsample(style[None].to(self.device), factor))
             for layer in self.style_layers:
-                grams[layer] = grams[layer] + weight * gram_matrix(features[layer])
-        return grams
+                grams[layer].append(gram_matrix(features[layer]) * (1.0 if pair.masks is not None else weight))
+        if pair.masks is not None:
+            return {layer: torch.stack(grams[layer], dim=1) for layer in self.style_layers}
+        return {layer: sum(grams[layer]) for layer in self.style_layers}
 
-    def pair_losses(self, images: Tensor, group: int) -> dict[str, Tensor]:
-        """Per-pair losses ``{name: (B,)}`` of this process's rows of one image group: ``loss``, ``content``,
-        ``style``, ``style/<layer>``, ``tv``."""
-        content_targets, style_targets = self._targets[group]
+    def pair_losses(self, images: Tensor, group: int, factor: int = 1) -> dict[str, Tensor]:
+        """Per-pair losses ``{name: (B,)}`` of this process's rows of one image group, at the pyramid level that
+        shrinks images ``factor`` times: ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``."""
+        targets = self._targets[group][factor]
+        images = downsample(images, factor)
         features = self.features(images)
-        losses = {f"style/{layer}": style_loss(features[layer], style_targets[layer]) for layer in self.style_layers}
-        losses["content"] = sum(w * content_loss(features[l], content_targets[l]) for l, w in self.content_layers.items())
+        losses = {f"style/{layer}": style_loss(features[layer], targets.style[layer], targets.masks) for layer in self.style_layers}
+        losses["content"] = sum(w * content_loss(features[l], targets.content[l]) for l, w in self.content_layers.items())
         losses["style"] = sum(w * losses[f"style/{layer}"] for layer, w in self.style_layers.items())
         losses["tv"] = total_variation(images)
         h = self.hparams
@@ -194,13 +242,13 @@ class StyleTransfer(LightningModule):
 
     def training_step(self, batch: int, batch_idx: int) -> Tensor:
         """Sum of the losses of this process's pairs, so each pair's gradient is its own; logs means over all pairs."""
-        sums, unused = {}, []
+        sums, unused, factor = {}, [], self.factor_at(self.global_step)
         for group, (images, rows) in enumerate(zip(self.images, self._shards)):
             if not len(rows):
                 unused.append(images.sum() * 0)  # DDP expects a gradient for every parameter
                 continue
             mine = images if len(rows) == len(images) else images[rows]
-            for key, value in self.pair_losses(mine, group).items():
+            for key, value in self.pair_losses(mine, group, factor).items():
                 sums[key] = sums.get(key, 0) + value.sum()
         keys = ["loss", "content", "style", *(f"style/{layer}" for layer in self.style_layers), "tv"]
         local = torch.stack([torch.as_tensor(sums.get(key, 0.0), device=self.device) for key in keys])
@@ -212,6 +260,8 @@ class StyleTransfer(LightningModule):
         count = len(self.pairs)
         self.log("train/loss", totals[0] / count, prog_bar=True, batch_size=count)
         self.log_dict({f"train/{key}": total / count for key, total in zip(keys[1:], totals[1:])}, batch_size=count)
+        if self.hparams.levels > 1:
+            self.log("train/scale", 1 / factor, batch_size=count)
         # DDP averages gradients over the processes and only a pair's owner computes its loss: scaling by the world
         # size gives every pair the gradient a one-process run would give it. The value returned is the total over
         # all pairs, the same on every process, so that L-BFGS takes the same decisions everywhere.
@@ -227,6 +277,13 @@ class StyleTransfer(LightningModule):
             if optimizer.defaults["line_search_fn"] and optimizer.defaults["max_iter"] == 1:
                 rank_zero_warn("L-BFGS with a line search and max_iter 1 stalls once a line search returns a zero step; use max_iter > 1 or no line search")
         return optimizer
+
+    def on_train_batch_start(self, batch: int, batch_idx: int) -> None:
+        step = self.global_step
+        if 0 < step <= self.hparams.level_steps * (self.hparams.levels - 1) and step % self.hparams.level_steps == 0:
+            for optimizer in self.trainer.optimizers:
+                if isinstance(optimizer, torch.optim.LBFGS):
+                    optimizer.state.clear()  # a new level, a new loss: the old curvature pairs would mislead
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would

@@ -60,6 +60,7 @@ def fit(
     image_size: int = 32,
     pairing: str = "product",
     style_weights: list[float] | None = None,
+    masks: list[str] | None = None,
     ckpt_path: str | None = None,
     seed: int = 0,
     trainer_kwargs: dict | None = None,
@@ -71,7 +72,8 @@ def fit(
     pl.seed_everything(seed, verbose=False)
     if model is None:
         model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
-    data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_weights=style_weights)
+    data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_weights=style_weights,
+                          masks=masks)
     trainer = pl.Trainer(
         **{
             "accelerator": "cpu",

@@ -47,6 +47,15 @@ def test_lbfgs_from_the_command_line(tmp_path):
     assert len(losses) == 4 and losses[-1] < losses[0]
 
 
+def test_masks_and_pyramid_from_the_command_line(tmp_path):
+    result = run_cli(*DEBUG, "--config", "configs/masks.yaml", "--config", "configs/pyramid.yaml", "--data.image_size", "128",
+                     "--model.level_steps", "1", "--trainer.max_steps", "3", *redirect(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "out" / "chelsea__swirls+embers.png") as image:
+        assert image.size == (128, 85)
+    assert [row["train/scale"] for row in metrics(tmp_path) if row["train/loss"]] == ["0.25", "0.5", "1.0"]
+
+
 def test_resume_from_last_checkpoint(tmp_path):
     first = run_cli(*DEBUG, "--trainer.max_steps", "3", *redirect(tmp_path))
     assert first.returncode == 0, first.stderr
@@ -87,13 +96,16 @@ def bad_input(case: str, tmp_path: Path) -> tuple[list[str], str]:
                         r"--data.pairing zip needs as many content as style images, got 2 and 3"),
         "bad-weights": (["--model.weights", "pyproject.toml"], r"weights file pyproject.toml is not a PyTorch state_dict"),
         "output-not-writable": (["--output.dir", "pyproject.toml/out"], r"--output.dir pyproject.toml/out: cannot write there"),
+        "pyramid-too-small": (["--model.levels", "3"], rf"content {photo}: 64x43 px once resized, .*--model.levels.* at least 64 px"),
+        "mask-shape": (["--config", "configs/masks.yaml", "--data.masks", "[examples/style/swirls.png, examples/masks/right.png]"],
+                       rf"mask examples/style/swirls.png: .* but content {photo} is 451x300 px: a mask needs the content's aspect ratio"),
     }[case]
 
 
 @pytest.mark.parametrize(
     "case",
     ["missing", "empty", "truncated", "text-as-jpg", "bomb", "unknown-layer", "too-small", "zero-size",
-     "negative-weight", "zip-lengths", "bad-weights", "output-not-writable"],
+     "negative-weight", "zip-lengths", "bad-weights", "output-not-writable", "pyramid-too-small", "mask-shape"],
 )
 def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, case):
     (tmp_path / "in").mkdir()

@@ -46,4 +46,4 @@ def test_preserve_color_in_a_run(tmp_path, images, mode):
         assert not torch.equal(written, model.images[0][0].detach())
     else:
         features = model.features(match_colours(pair.styles[0], pair.content)[None])
-        torch.testing.assert_close(model._targets[0][1]["relu1_1"], gram_matrix(features["relu1_1"]))
+        torch.testing.assert_close(model._targets[0][1].style["relu1_1"], gram_matrix(features["relu1_1"]))

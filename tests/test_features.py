@@ -41,6 +41,43 @@ def test_matches_torchvision_with_the_same_weights(tmp_path):
         torch.testing.assert_close(features(images)["relu4_2"], expected)
 
 
+def test_batchnorm_folded_into_the_convs_gives_torchvision_vgg19_bn_outputs(tmp_path):
+    reference = torchvision.models.vgg19_bn()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # statistics far from the identity, as trained ones are
+            module.running_mean.normal_(0, 0.5), module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5), module.bias.data.normal_(0, 0.2)
+    torch.save(reference.state_dict(), tmp_path / "vgg19_bn.pth")
+    features = VGGFeatures(PAPER_LAYERS, "vgg19_bn", weights=str(tmp_path / "vgg19_bn.pth"))
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in features.modules())
+    images = torch.rand(2, 3, 32, 32)
+    x = torchvision.transforms.functional.normalize(images, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    out, names = features(images), layer_names(reference.features)
+    with torch.no_grad():
+        for name, layer in zip(names, reference.features.eval()):
+            x = layer(x)
+            if name in PAPER_LAYERS:
+                torch.testing.assert_close(out[name], x, atol=1e-4, rtol=1e-4)
+    # a tapped conv keeps its BatchNorm, so that its output is the conv's
+    kept = VGGFeatures(["conv2_1", "relu2_1"], "vgg19_bn", weights=None)
+    assert isinstance(kept.net[kept.names.index("bn2_1")], torch.nn.BatchNorm2d)
+
+
+def test_checkpointing_gives_the_same_outputs_and_gradients():
+    plain = VGGFeatures(PAPER_LAYERS, "vgg19_bn", weights=None)
+    checkpointed = VGGFeatures(PAPER_LAYERS, "vgg19_bn", weights=None, checkpointing=True)
+    checkpointed.net = plain.net  # the same random weights
+    gradients = []
+    for features in (plain, checkpointed):
+        images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        out = features(images)
+        sum(value.square().mean() for value in out.values()).backward()
+        gradients.append((out, images.grad))
+    for name in PAPER_LAYERS:
+        torch.testing.assert_close(gradients[0][0][name], gradients[1][0][name])
+    torch.testing.assert_close(gradients[0][1], gradients[1][1])
+
+
 def test_tapped_conv_output_is_not_overwritten_by_relu():
     out = VGGFeatures(["conv1_1", "relu1_1"], "vgg16", weights=None)(torch.rand(1, 3, 16, 16))
     assert (out["conv1_1"] < 0).any()

@@ -28,6 +28,25 @@ def test_style_loss_by_hand():
     torch.testing.assert_close(style_loss(features, target), torch.tensor([21.375]))
 
 
+def test_masked_gram_and_style_loss_by_hand():
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # positions (1, 3) and (2, 4)
+    masks = torch.tensor([[[[1.0, 0.5]], [[0.0, 0.0]]]])  # region 0: all of position 0, half of 1; region 1: empty
+    # region 0: (1 * [[1, 3], [3, 9]] + 0.25 * [[4, 8], [8, 16]]) / 1.25
+    grams = gram_matrix(features, masks)
+    torch.testing.assert_close(grams[0, 0], torch.tensor([[1.6, 4.0], [4.0, 10.4]]))
+    # region 0 covers 0.75 of the image; the empty region adds nothing
+    target = torch.stack([grams[:, 0] * 2, torch.ones(1, 2, 2)], dim=1)
+    expected = 0.75 * ((grams[0, 0] - 2 * grams[0, 0]) ** 2).mean() / ((2 * grams[0, 0]) ** 2).mean()
+    torch.testing.assert_close(style_loss(features, target, masks), expected[None])
+
+
+def test_a_mask_of_ones_gives_the_unmasked_loss():
+    features, target = torch.rand(2, 4, 6, 5), torch.rand(2, 4, 4)
+    ones = torch.ones(2, 1, 24, 20)  # any size: pooled to the feature map's
+    torch.testing.assert_close(gram_matrix(features, ones)[:, 0], gram_matrix(features))
+    torch.testing.assert_close(style_loss(features, target[:, None], ones), style_loss(features, target))
+
+
 def test_total_variation_by_hand():
     images = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]], [[[0.0, 0.0], [2.0, 2.0]]]])
     # pair 0: vertical 0, horizontal 1 -> 0.5; pair 1: vertical 4, horizontal 0 -> 2

@@ -16,8 +16,10 @@ def test_images_are_the_only_trainable_parameters(tmp_path, images):
 
 
 def test_batchnorm_stays_in_eval_mode_and_its_statistics_do_not_move(tmp_path, images):
-    model = StyleTransfer(backbone="vgg19_bn", weights=None)
+    # BatchNorm is folded into the convs, except after a tapped conv: tap conv1_1 to keep bn1_1
+    model = StyleTransfer(backbone="vgg19_bn", weights=None, content_layers=["conv1_1", "relu4_2"])
     bn = model.features.net[1]
+    assert isinstance(bn, torch.nn.BatchNorm2d)
     bn.running_mean.normal_()
     before = {name: buffer.clone() for name, buffer in bn.named_buffers()}
     fit(tmp_path, images["content"], images["style"], steps=2, model=model)
@@ -154,5 +156,5 @@ def test_a_blend_targets_the_weighted_sum_of_its_styles_grams(tmp_path, images):
                    style_weights=[0.7, 0.3])
     pair = model.pairs["photo__paint+paint2"]
     grams = [gram_matrix(model.features(style[None])["relu3_1"]) for style in pair.styles]
-    torch.testing.assert_close(model._targets[0][1]["relu3_1"], 0.7 * grams[0] + 0.3 * grams[1])
+    torch.testing.assert_close(model._targets[0][1].style["relu3_1"], 0.7 * grams[0] + 0.3 * grams[1])
     assert (tmp_path / "images" / "photo__paint+paint2.png").is_file()
