@@ -1,7 +1,9 @@
 """Time one optimisation step of the Lightning run against a plain PyTorch loop doing the same math.
 
 Both use the same frozen VGG (``VGGFeatures``), layers, loss functions, image size and optimiser, in this process,
-interleaved so that both see the same machine state. Prints the median step time of each and their ratio.
+interleaved so that both see the same machine state. Prints the median step time of each and their ratio, and the
+FLOPs of a step (counted by ``torch.utils.flop_counter``) per second of the Lightning step, against the machine's
+measured fp32 matrix-multiply rate.
 
     python benchmarks/step_time.py --sizes 128 256 --steps 30
 """
@@ -15,6 +17,7 @@ import warnings
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_style import PairDataModule, StyleTransfer
 from lightning_style.losses import content_loss, gram_matrix, style_loss
@@ -45,8 +48,8 @@ def lightning_steps(backbone: str, size: int, steps: int) -> list[float]:
     return [b - a for a, b in zip(timer.times, timer.times[1:])]
 
 
-def plain_steps(backbone: str, size: int, steps: int) -> list[float]:
-    """The same math without Lightning: targets once, then Adam steps on the image with clamping."""
+def plain_loop(backbone: str, size: int):
+    """The same math without Lightning: targets once, then a ``step()`` that takes an Adam step and clamps."""
     pl.seed_everything(0, verbose=False)
     reference = StyleTransfer(backbone=backbone, weights=None)  # for its features and loss settings only
     features, content_layers, style_layers = reference.features, reference.content_layers, reference.style_layers
@@ -58,8 +61,8 @@ def plain_steps(backbone: str, size: int, steps: int) -> list[float]:
         style_targets = {layer: gram_matrix(f) for layer, f in features(style).items()}
     image = torch.nn.Parameter(content.clone())
     optimizer = torch.optim.Adam([image], lr=0.02)
-    times = [time.perf_counter()]
-    for _ in range(steps):
+
+    def step() -> None:
         optimizer.zero_grad()
         out = features(image)
         content_term = sum(w * content_loss(out[l], content_targets[l]) for l, w in content_layers.items())
@@ -69,8 +72,39 @@ def plain_steps(backbone: str, size: int, steps: int) -> list[float]:
         optimizer.step()
         with torch.no_grad():
             image.clamp_(0, 1)
+
+    return step
+
+
+def plain_steps(backbone: str, size: int, steps: int) -> list[float]:
+    step = plain_loop(backbone, size)
+    times = [time.perf_counter()]
+    for _ in range(steps):
+        step()
         times.append(time.perf_counter())
     return [b - a for a, b in zip(times, times[1:])]
+
+
+def step_flops(backbone: str, size: int) -> int:
+    """Floating-point operations of one step (convolutions and matrix products, forward and backward)."""
+    step = plain_loop(backbone, size)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
+    """The machine's fp32 matrix-multiply rate in FLOP/s: the best of ``repeats`` n x n products."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -82,15 +116,21 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backbone {args.backbone}, Adam, 1 pair")
-    print(f"{'size':>6} {'plain ms/step':>14} {'lightning ms/step':>18} {'ratio':>7}")
+    peak = matmul_rate()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backbone {args.backbone}, Adam, 1 pair; "
+          f"fp32 matmul (2048^2): {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'size':>6} {'plain ms/step':>14} {'lightning ms/step':>18} {'ratio':>7} {'GFLOP/step':>11} "
+          f"{'GFLOP/s':>8} {'of matmul':>10}")
     for size in args.sizes:
         plain, lightning = [], []
         for _ in range(args.repeats):
             plain += plain_steps(args.backbone, size, args.steps)[3:]  # skip warm-up steps
             lightning += lightning_steps(args.backbone, size, args.steps)[3:]
         p, l = statistics.median(plain), statistics.median(lightning)
-        print(f"{size:>6} {p * 1e3:>14.1f} {l * 1e3:>18.1f} {l / p:>7.3f}")
+        flops = step_flops(args.backbone, size)
+        rate = flops / l
+        print(f"{size:>6} {p * 1e3:>14.1f} {l * 1e3:>18.1f} {l / p:>7.3f} {flops / 1e9:>11.1f} {rate / 1e9:>8.1f} "
+              f"{rate / peak:>10.0%}")
 
 
 if __name__ == "__main__":

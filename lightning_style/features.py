@@ -116,6 +116,7 @@ class VGGFeatures(nn.Module):
         pooling: ``max`` (torchvision's) or ``avg`` (the paper's recommendation for smoother results).
         checkpointing: keep only each block's input (between pooling layers) and the tapped layers' outputs for
             the backward pass, and recompute the rest: less memory for one more forward pass.
+        channels_last: run the convolutions on channels-last (NHWC) tensors.
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class VGGFeatures(nn.Module):
         weights: str | None = "DEFAULT",
         pooling: Pooling = "max",
         checkpointing: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         net = build_features(backbone)
@@ -155,8 +157,8 @@ class VGGFeatures(nn.Module):
                 module.register_buffer(name, param.detach(), persistent=False)
             for name, buffer in list(module.named_buffers(recurse=False)):
                 module.register_buffer(name, buffer, persistent=False)
-        self.net = net
-        self.checkpointing = checkpointing
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.checkpointing, self.channels_last = checkpointing, channels_last
         pools = [i + 1 for i, name in enumerate(self.names) if name.startswith("pool")]
         self.blocks = list(zip([0, *pools], [*pools, depth]))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -175,6 +177,8 @@ class VGGFeatures(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """``(B, 3, H, W)`` images in ``[0, 1]`` -> ``{layer name: (B, C, h, w) activations}``."""
         x = (images - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out = {}
         for start, stop in self.blocks:
             if self.checkpointing and torch.is_grad_enabled() and x.requires_grad:

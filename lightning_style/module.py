@@ -83,6 +83,8 @@ class StyleTransfer(LightningModule):
         level_steps: steps at each coarse level.
         checkpointing: activation checkpointing in the VGG: less memory per pixel, for larger images, at the
             cost of one more forward pass per step (see the README's performance section).
+        channels_last: run the VGG on channels-last tensors (measured in ``benchmarks/speed_options.py``).
+        compile: ``torch.compile`` the VGG (the first steps are slower while it compiles).
     """
 
     def __init__(
@@ -101,6 +103,8 @@ class StyleTransfer(LightningModule):
         levels: int = 1,
         level_steps: int = 100,
         checkpointing: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
@@ -115,7 +119,11 @@ class StyleTransfer(LightningModule):
         self.style_layers = _layer_weights(style_layers, "style_layers")
         if weights is None:
             rank_zero_warn("--model.weights null: random VGG weights, the result will not look artistic")
-        self.features = VGGFeatures([*self.content_layers, *self.style_layers], backbone, weights, pooling, checkpointing)
+        self.features = VGGFeatures(
+            [*self.content_layers, *self.style_layers], backbone, weights, pooling, checkpointing, channels_last
+        )
+        if compile:
+            self.features.compile()
         # DDP would otherwise broadcast the frozen VGG's buffers (its weights, 80 MB) from rank 0 at every step.
         self._ddp_params_and_buffers_to_ignore = [f"features.{name}" for name, _ in self.features.named_buffers()]
         self.optimizer = optimizer
@@ -259,9 +267,12 @@ class StyleTransfer(LightningModule):
                                  "stopped with the last good images (lower the loss weights or the learning rate)")
         count = len(self.pairs)
         self.log("train/loss", totals[0] / count, prog_bar=True, batch_size=count)
-        self.log_dict({f"train/{key}": total / count for key, total in zip(keys[1:], totals[1:])}, batch_size=count)
-        if self.hparams.levels > 1:
-            self.log("train/scale", 1 / factor, batch_size=count)
+        # Each self.log call costs about 0.5 ms, as much as a 64 px step: log the terms only when the loggers write
+        # (Lightning writes step metrics every log_every_n_steps steps and drops the values of the steps between).
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log_dict({f"train/{key}": total / count for key, total in zip(keys[1:], totals[1:])}, batch_size=count)
+            if self.hparams.levels > 1:
+                self.log("train/scale", 1 / factor, batch_size=count)
         # DDP averages gradients over the processes and only a pair's owner computes its loss: scaling by the world
         # size gives every pair the gradient a one-process run would give it. The value returned is the total over
         # all pairs, the same on every process, so that L-BFGS takes the same decisions everywhere.

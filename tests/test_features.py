@@ -78,6 +78,17 @@ def test_checkpointing_gives_the_same_outputs_and_gradients():
     torch.testing.assert_close(gradients[0][1], gradients[1][1])
 
 
+def test_channels_last_gives_the_same_outputs():
+    torch.manual_seed(0)
+    plain = VGGFeatures(PAPER_LAYERS, "vgg16", weights=None)
+    torch.manual_seed(0)
+    nhwc = VGGFeatures(PAPER_LAYERS, "vgg16", weights=None, channels_last=True)
+    assert nhwc.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.rand(1, 3, 32, 32)
+    for name, value in nhwc(images).items():
+        torch.testing.assert_close(value, plain(images)[name], atol=1e-5, rtol=1e-4)
+
+
 def test_tapped_conv_output_is_not_overwritten_by_relu():
     out = VGGFeatures(["conv1_1", "relu1_1"], "vgg16", weights=None)(torch.rand(1, 3, 16, 16))
     assert (out["conv1_1"] < 0).any()

@@ -158,3 +158,11 @@ def test_a_blend_targets_the_weighted_sum_of_its_styles_grams(tmp_path, images):
     grams = [gram_matrix(model.features(style[None])["relu3_1"]) for style in pair.styles]
     torch.testing.assert_close(model._targets[0][1].style["relu3_1"], 0.7 * grams[0] + 0.3 * grams[1])
     assert (tmp_path / "images" / "photo__paint+paint2.png").is_file()
+
+
+def test_compiled_vgg_gives_the_same_images(tmp_path, images):
+    kwargs = {"steps": 2, "style_layers": ["relu1_1", "relu2_1"], "content_layers": ["relu2_1"]}  # a short net compiles fast
+    plain, _ = fit(tmp_path / "plain", images["content"], images["style"], **kwargs)
+    compiled, _ = fit(tmp_path / "compiled", images["content"], images["style"], compile=True, **kwargs)
+    assert compiled.features._compiled_call_impl is not None
+    torch.testing.assert_close(compiled.images[0], plain.images[0], atol=1e-5, rtol=0)
