@@ -77,9 +77,9 @@ class StyleTransfer(LightningModule):
         levels: coarse-to-fine pyramid: with ``levels`` L > 1 the first ``level_steps`` steps are taken at
             1/2^(L-1) of the size, the next ``level_steps`` at twice that, ..., and the rest at full size. The
             images stay full-size parameters: a coarse level computes the loss on their downsampled copy, so a
-            step costs what a step at that size costs, each level starts from the previous result, and Adam's
-            state carries over (L-BFGS's history is cleared at each new level: its curvature pairs belong to
-            the previous level's loss).
+            step costs what a step at that size costs, and each level starts from the previous result with a
+            fresh optimiser state (Adam's moments and L-BFGS's curvature pairs belong to the previous level's
+            loss; measured, carrying Adam's over reaches a given loss later).
         level_steps: steps at each coarse level.
         checkpointing: activation checkpointing in the VGG: less memory per pixel, for larger images, at the
             cost of one more forward pass per step (see the README's performance section).
@@ -293,8 +293,7 @@ class StyleTransfer(LightningModule):
         step = self.global_step
         if 0 < step <= self.hparams.level_steps * (self.hparams.levels - 1) and step % self.hparams.level_steps == 0:
             for optimizer in self.trainer.optimizers:
-                if isinstance(optimizer, torch.optim.LBFGS):
-                    optimizer.state.clear()  # a new level, a new loss: the old curvature pairs would mislead
+                optimizer.state.clear()  # a new level, a new loss: start the optimiser afresh
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would

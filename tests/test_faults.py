@@ -107,17 +107,28 @@ def test_ctrl_c_writes_the_current_image(tmp_path):
     last = tmp_path / "logs/logs/version_0/checkpoints/last.ckpt"
     output = tmp_path / "out" / "chelsea__swirls.png"
     script = Path(sys.executable).with_name("lightning-style")
-    process = subprocess.Popen(
-        [str(script), "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml",
-         "--trainer.max_steps", "100000", "--trainer.callbacks.init_args.every_n_train_steps", "2",
-         "--output.dir", str(tmp_path / "out"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not last.exists():
-        time.sleep(0.2)
-    assert not output.exists()  # only the end of the run (or its interruption) writes it
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert output.is_file(), stderr
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:  # a file, not a pipe that nobody reads while the run goes on
+        process = subprocess.Popen(
+            [str(script), "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml",
+             "--trainer.max_steps", "100000", "--trainer.callbacks.init_args.every_n_train_steps", "2",
+             "--output.dir", str(tmp_path / "out"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not last.exists():
+            time.sleep(0.2)
+        assert last.exists(), "no checkpoint after 120 s:\n" + log.read_text()[-3000:]
+        assert not output.exists()  # only the end of the run (or its interruption) writes it
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's traceback goes to the log
+            process.wait(timeout=30)
+            pytest.fail("still running 120 s after Ctrl-C:\n" + log.read_text()[-6000:])
+    finally:
+        process.kill()
+    assert output.is_file(), log.read_text()[-3000:]
     with Image.open(output) as image:
         assert image.size == (64, 43)
