@@ -113,7 +113,10 @@ def test_ctrl_c_writes_the_current_image(tmp_path):
             [str(script), "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml",
              "--trainer.max_steps", "100000", "--trainer.callbacks.init_args.every_n_train_steps", "2",
              "--output.dir", str(tmp_path / "out"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+            # A shell that runs the tests as a background job (`pytest &`) makes them ignore SIGINT, and the run
+            # would inherit that: give it the default disposition, as a terminal's Ctrl-C finds it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not last.exists():
