@@ -40,7 +40,7 @@ def gram_matrix(features: Tensor, masks: Tensor | None = None) -> Tensor:
 def region_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
     """``(B, R, h, w)`` masks average-pooled to a feature map's ``size``: a position's weight is the share of its
     pixels that the region covers."""
-    return F.adaptive_avg_pool2d(masks.float(), size)
+    return masks.float() if tuple(masks.shape[-2:]) == tuple(size) else F.adaptive_avg_pool2d(masks.float(), size)
 
 
 def _relative_squared_error(input: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
@@ -87,8 +87,9 @@ def style_loss(features: Tensor, target_gram: Tensor, masks: Tensor | None = Non
     if masks is None:
         return _relative_squared_error(gram_matrix(features), target_gram)
     b, r = masks.shape[:2]
+    masks = region_masks(masks, features.shape[-2:])  # pooled once, for the Grams and the areas
     per_region = _relative_squared_error(gram_matrix(features, masks).flatten(0, 1), target_gram.flatten(0, 1))
-    area = region_masks(masks, features.shape[-2:]).mean((-2, -1))  # (B, R)
+    area = masks.mean((-2, -1))  # (B, R)
     return (area * per_region.view(b, r)).sum(1)
 
 
