@@ -1,7 +1,7 @@
 """Gatys et al.'s neural style transfer as a PyTorch Lightning package."""
 
 from .data import Pair, PairDataModule, load_image
-from .errors import NonFiniteError, StyleTransferError
+from .errors import NonFiniteError, StyleTransferError, WriteError
 from .features import VGGFeatures
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .module import StyleTransfer
@@ -13,6 +13,7 @@ __all__ = [
     "StyleTransfer",
     "StyleTransferError",
     "VGGFeatures",
+    "WriteError",
     "content_loss",
     "gram_matrix",
     "load_image",

@@ -2,8 +2,7 @@
 quality figures to the loggers (W&B, TensorBoard, CSV), ``StepProgressBar`` counts steps, ``StepCheckpoint``
 saves every N steps and at the end."""
 
-import os
-import tempfile
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from .errors import StyleTransferError
+from .errors import StyleTransferError, WriteError
+from .files import check_folder, check_outputs, replace_atomically
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -41,61 +42,74 @@ def side_by_side(*images: Tensor) -> Tensor:
 
 
 def save_atomically(image: Image.Image, path: Path) -> None:
-    """Write ``path`` so that readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a plain open() keeps the umask's permissions
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``image`` as an sRGB PNG at ``path``, atomically (see :func:`~lightning_style.files.replace_atomically`)."""
+    info = PngInfo()
+    info.add(b"sRGB", b"\x00")  # the pixels are sRGB (inputs with a colour profile are converted when read)
+    replace_atomically(path, lambda file: image.save(file, format="PNG", pnginfo=info))
 
 
 class ImageWriter(pl.Callback):
     """Writes each pair's image to ``<dir>/<content-stem>__<style-stem>.png``.
 
-    At the end of fit, when it is interrupted (Ctrl-C) or fails, and every ``every_n_steps`` steps if that is
-    positive. Files are replaced atomically. Only global rank 0 writes.
+    At the end of fit, every ``every_n_steps`` steps if that is positive, and when the run is interrupted (Ctrl-C)
+    or fails after this run has taken a step: an existing output is only ever replaced by an image that this run
+    optimised. Files are replaced atomically, as sRGB PNGs. Only global rank 0 writes. The folder and the output
+    names are checked before the optimisation starts; if a write still fails at the end (a full disk), the final
+    checkpoint is saved first and the run then fails with :class:`~lightning_style.WriteError`.
 
     Args:
-        dir: output folder, created if needed; checked for writing before the optimisation starts.
+        dir: output folder, created if needed.
         every_n_steps: also write the current images every this many steps (0: only at the end).
     """
 
     def __init__(self, dir: str = "outputs", every_n_steps: int = 0) -> None:
         self.dir = Path(dir)
         self.every_n_steps = every_n_steps
+        self._start_step = None
+        self._failed: WriteError | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.is_global_zero:
-            self.check_writable()
+            self.check_writable(getattr(trainer.datamodule, "names", ()))
 
-    def check_writable(self) -> None:
-        """Create the output folder and make sure files can be written there."""
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=self.dir).close()
-        except OSError as error:
-            raise StyleTransferError(f"--output.dir {self.dir}: cannot write there ({error.strerror})") from None
+    def check_writable(self, names=()) -> None:
+        """Raise unless the folder can be written and each pair's output ``<name>.png`` can be (re)placed."""
+        check_folder(self.dir, "--output.dir")
+        check_outputs(self.dir, [f"{name}.png" for name in names])
 
     def write(self, pl_module: pl.LightningModule) -> list[Path]:
         """Write every pair's current image; returns the paths."""
+        self.dir.mkdir(parents=True, exist_ok=True)
         paths = []
         for name, image in pl_module.results():
             paths.append(self.dir / f"{name}.png")
             save_atomically(to_pil(image), paths[-1])
         return paths
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_step, self._failed = trainer.global_step, None  # after a resume, the checkpoint's step
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
             self.write(pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs before the checkpoint callbacks' on_train_end: a failed write is raised at on_fit_end, after them.
         if trainer.is_global_zero:
-            self.write(pl_module)
+            try:
+                self.write(pl_module)
+            except OSError as error:
+                self._failed = WriteError(f"--output.dir {self.dir}: could not write the images ({error.strerror or error}); "
+                                          "the final checkpoint holds them")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if trainer.is_global_zero and len(pl_module.images) and not isinstance(exception, StyleTransferError):
+        optimised = self._start_step is not None and trainer.global_step > self._start_step
+        if trainer.is_global_zero and optimised and not isinstance(exception, (StyleTransferError, WriteError)):
             self.write(pl_module)
 
 
@@ -187,4 +201,14 @@ class StepCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         if self.save_last and trainer.global_step > 0:
-            trainer.save_checkpoint(self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST))
+            trainer.save_checkpoint(self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST), self.save_weights_only)
+
+
+class StopOtherProcesses(pl.Callback):
+    """When the run fails on global rank 0, stop the processes it launched at once (Lightning's subprocess
+    launcher), instead of leaving them waiting for rank 0 at the next collective call until the timeout."""
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        launcher = trainer.strategy.launcher
+        if trainer.global_rank == 0 and hasattr(launcher, "procs") and launcher.procs:
+            launcher.kill(signal.SIGKILL)

@@ -9,10 +9,15 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from .callbacks import ImageLogger, ImageWriter, StepProgressBar
+from lightning_utilities.core.rank_zero import rank_zero_warn
+
+from .callbacks import ImageLogger, ImageWriter, StepProgressBar, StopOtherProcesses
+from .checkpoints import read_checkpoint
 from .data import PairDataModule
-from .errors import NonFiniteError, StyleTransferError
-from .module import StyleTransfer
+from .errors import NonFiniteError, StyleTransferError, WriteError
+from .files import check_folder
+from .module import StyleTransfer, check_trainer
+from .resources import check_memory
 
 
 class SaveConfigToLoggers(SaveConfigCallback):
@@ -40,20 +45,57 @@ class StyleTransferCLI(LightningCLI):
         parser.add_lightning_class_args(ImageLogger, "images")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another."""
+        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, and
+        :class:`StopOtherProcesses`."""
         config = self.config_init[self.subcommand]["trainer"]
         callbacks = config.get("callbacks") or []
+        extra = [StopOtherProcesses()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [StepProgressBar()]}
+            extra.append(StepProgressBar())
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """Read ``--ckpt_path`` safely (one line for a bad one) before Lightning takes the model options from it,
+        and name the options given here that the checkpoint's replace."""
+        config = self.config.get(self.config.get("subcommand") or "")
+        if config and config.get("ckpt_path"):
+            saved = read_checkpoint(config["ckpt_path"]).get("hyper_parameters", {})
+            given = json.loads(self.parser.dump(self.config, format="json", skip_none=False))[self.config.subcommand]["model"]
+            plain = lambda value: json.dumps(value, sort_keys=True, default=str)
+            if differ := [f"{key} ({given[key]} -> {saved[key]})" for key in saved if key in given and plain(given[key]) != plain(saved[key])]:
+                rank_zero_warn(f"--ckpt_path: resuming with the checkpoint's model options, not these: {', '.join(differ)}")
+        super()._parse_ckpt_path()
+
     def before_fit(self) -> None:
-        # Decode every image and check its size now, so that bad input fails before anything is written.
-        self.datamodule.setup("fit")
-        self.datamodule.check_min_size(self.model.min_image_size)
-        for callback in self.trainer.callbacks:
-            if isinstance(callback, ImageWriter) and self.trainer.is_global_zero:
-                callback.check_writable()
+        # Every check before anything is written or decoded: settings, memory, folders, then the pixels.
+        trainer, data, model = self.trainer, self.datamodule, self.model
+        if trainer.max_steps == 0:
+            raise StyleTransferError("--trainer.max_steps 0: no step would be taken; give the number of steps (default 500)")
+        check_trainer(trainer)
+        data.check_min_size(model.min_image_size)
+        contents, styles = data.shapes()
+        check_memory(model.features, contents[trainer.global_rank :: trainer.world_size], styles,
+                     trainer.strategy.root_device)
+        check_folder(trainer.default_root_dir, "--trainer.default_root_dir")
+        for logger in trainer.loggers:
+            if getattr(logger, "save_dir", None):
+                check_folder(logger.save_dir, "--trainer.logger.init_args.save_dir")
+        for callback in trainer.callbacks:
+            if isinstance(callback, ImageWriter) and trainer.is_global_zero:
+                callback.check_writable(data.names)
+        data.setup("fit")
+
+
+def _check_config_files(args: list[str]) -> None:
+    """Refuse a ``--config`` file that is not UTF-8 text in one line (jsonargparse would show a traceback)."""
+    for flag, value in zip(args, args[1:]):
+        if flag in ("--config", "-c") and os.path.isfile(value):
+            try:
+                with open(value, encoding="utf-8") as file:
+                    file.read()
+            except UnicodeDecodeError as error:
+                raise StyleTransferError(f"--config {value}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 def main(args: list[str] | None = None) -> None:
@@ -64,7 +106,9 @@ def main(args: list[str] | None = None) -> None:
     # Expected here: the train loader only counts steps (workers would not help), and the VGG is frozen in eval mode.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
     try:
+        _check_config_files(sys.argv[1:] if args is None else args)
         StyleTransferCLI(
             StyleTransfer,
             PairDataModule,
@@ -73,7 +117,7 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except (StyleTransferError, NonFiniteError) as error:
+    except (StyleTransferError, NonFiniteError, WriteError) as error:
         if os.environ.get("LIGHTNING_STYLE_DEBUG"):
             raise
         sys.exit(f"lightning-style: error: {error}")

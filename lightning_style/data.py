@@ -1,6 +1,10 @@
 """Images in, content/style pairs out: loading, validation and the ``PairDataModule``."""
 
+import hashlib
+import io
 import itertools
+import stat
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning_utilities.core.rank_zero import rank_zero_warn
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from pytorch_lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -18,6 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import StyleTransferError
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
+UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".raw": "camera raw",
+               ".cr2": "camera raw", ".nef": "camera raw", ".dng": "camera raw", ".arw": "camera raw"}
+UNSUPPORTED = {suffix: kind for suffix, kind in UNSUPPORTED.items() if suffix not in IMAGE_SUFFIXES}
+ORIENTATION = 0x0112  # the EXIF tag
+MAX_NAME_BYTES = 200  # a pair's name, so that "<name>.png" fits the usual 255-byte limit on file names
+_SRGB = ImageCms.createProfile("sRGB")
 
 
 @dataclass(frozen=True)
@@ -37,23 +47,69 @@ class Pair:
     masks: Tensor | None = None
 
 
+def _problem(path: Path) -> str | None:
+    """What keeps ``path`` from being read as an image file, or ``None``."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "a broken link (its target does not exist)" if path.is_symlink() else "no such file"
+    except PermissionError:
+        return "cannot read it (permission denied)"
+    except OSError as error:  # a symlink loop, a name too long...
+        return f"cannot open it ({error.strerror or error})"
+    if stat.S_ISDIR(info.st_mode):
+        return "no such file (it is a folder)"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a pipe, socket or device)"
+    if info.st_size == 0:
+        return "the file is empty"
+    return None
+
+
 def open_image(path: str | Path, role: str = "image") -> Image.Image:
-    """Open an image lazily (header only) and check it: exists, is an image, is not a decompression bomb.
+    """Open an image lazily (header only) and check it: a readable regular file, an image Pillow can decode, not
+    a decompression bomb.
 
     Raises:
         StyleTransferError: naming ``role`` and ``path`` and what is wrong.
     """
     path = Path(path)
-    if not path.is_file():
-        raise StyleTransferError(f"{role} {path}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
-    if path.stat().st_size == 0:
-        raise StyleTransferError(f"{role} {path}: the file is empty")
+    if problem := _problem(path):
+        raise StyleTransferError(f"{role} {path}: {problem}")
     try:
         return Image.open(path)  # reads the header only; refuses sizes over 2 * Image.MAX_IMAGE_PIXELS
     except Image.DecompressionBombError as error:
         raise StyleTransferError(f"{role} {path}: too large, refused before decoding ({error})") from None
+    except PermissionError:
+        raise StyleTransferError(f"{role} {path}: cannot read it (permission denied)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if path.suffix.lower() in UNSUPPORTED:
+            raise StyleTransferError(f"{role} {path}: Pillow cannot read {UNSUPPORTED[path.suffix.lower()]} images; "
+                                     "convert it to JPEG or PNG first") from None
         raise StyleTransferError(f"{role} {path}: not a readable image ({error})".splitlines()[0]) from None
+
+
+def displayed_size(image: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` as a viewer shows the image: swapped when its EXIF orientation turns it by 90 degrees."""
+    width, height = image.size
+    try:  # a PNG's getexif() would decode the whole image to look for a late eXIf chunk: only read early ones
+        orientation = None if image.format == "PNG" and "exif" not in image.info else image.getexif().get(ORIENTATION)
+    except (OSError, SyntaxError, ValueError, struct.error):
+        orientation = None  # a damaged header: decoding the image says what is wrong
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _to_srgb(image: Image.Image, path: Path, role: str) -> Image.Image:
+    """Convert an image that carries an ICC colour profile to sRGB (a broken profile is ignored with a warning)."""
+    profile = image.info.get("icc_profile")
+    if not profile or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGBA" if image.mode == "RGBA" else "RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as error:
+        rank_zero_warn(f"{role} {path}: ignoring its colour profile, which cannot be used ({error})".splitlines()[0])
+        return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -77,13 +133,14 @@ def resized_shape(width: int, height: int, long_side: int) -> tuple[int, int]:
 def load_image(path: str | Path, long_side: int | None = None, role: str = "image") -> Tensor:
     """Read an image file as a ``(3, H, W)`` float tensor in ``[0, 1]``.
 
-    Honours EXIF orientation, converts any mode to RGB (transparent areas become white) and, if ``long_side`` is
+    Honours EXIF orientation, converts colours to sRGB when the file carries an ICC profile (Adobe RGB, Display
+    P3, CMYK...), converts any mode to RGB (transparent areas become white) and, if ``long_side`` is
     given, resizes so that the longer side has that many pixels.
     """
     with open_image(path, role) as image:
         try:
             image.load()
-            image = _to_rgb(ImageOps.exif_transpose(image))
+            image = _to_rgb(_to_srgb(ImageOps.exif_transpose(image), Path(path), role))
         except (OSError, SyntaxError, ValueError) as error:
             raise StyleTransferError(f"{role} {path}: truncated or corrupt image ({error})".splitlines()[0]) from None
     if long_side is not None:
@@ -93,23 +150,46 @@ def load_image(path: str | Path, long_side: int | None = None, role: str = "imag
 
 
 def image_files(sources: str | Sequence[str], role: str) -> list[Path]:
-    """Expand files and folders (sorted, non-images skipped with one warning) into a list of image paths."""
+    """Expand files and folders (sorted; entries that are not image files skipped with one warning) into a list
+    of image paths."""
     files = []
     for source in [sources] if isinstance(sources, (str, Path)) else sources:
         path = Path(source).expanduser()
         if not path.is_dir():
             files.append(path)
             continue
-        entries = sorted(entry for entry in path.iterdir() if entry.is_file() and not entry.name.startswith("."))
-        images = [entry for entry in entries if entry.suffix.lower() in IMAGE_SUFFIXES]
-        if skipped := [entry.name for entry in entries if entry not in images]:
-            rank_zero_warn(f"{role} folder {path}: skipping {len(skipped)} non-image file(s): {', '.join(skipped)}")
+        try:
+            entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
+        except OSError as error:
+            raise StyleTransferError(f"{role} folder {path}: cannot list it ({error.strerror or error})") from None
+        images, skipped = [], []
+        for entry in entries:
+            problem = "a folder" if entry.is_dir() else _problem(entry)
+            if entry.suffix.lower() in UNSUPPORTED:
+                problem = f"{UNSUPPORTED[entry.suffix.lower()]}, which Pillow cannot read"
+            elif not problem and entry.suffix.lower() not in IMAGE_SUFFIXES:
+                problem = "not an image file"
+            (skipped.append(f"{entry.name} ({problem})") if problem else images.append(entry))
+        if skipped:
+            rank_zero_warn(f"{role} folder {path}: skipping {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}: {', '.join(skipped)}")
         if not images:
             raise StyleTransferError(f"{role} folder {path}: no image files in it")
         files += images
     if not files:
         raise StyleTransferError(f"--data.{role}: no images given")
     return files
+
+
+def pair_name(content: Path, styles: Sequence[Path]) -> str:
+    """``<content-stem>__<style-stem>`` (``+``-joined for several styles); a name longer than 200 bytes (a blend
+    of many styles) becomes ``<content-stem>__<N>-styles-<hash>``, short and the same on every run."""
+    name = f"{content.stem}__{'+'.join(style.stem for style in styles)}"
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    short = lambda stem, limit: stem.encode()[:limit].decode(errors="ignore")  # whole UTF-8 characters only
+    styles_part = f"{len(styles)}-styles" if len(styles) > 1 else short(styles[0].stem, 60)
+    return f"{short(content.stem, 120)}__{styles_part}-{digest}"
 
 
 class _Steps(Dataset):
@@ -196,7 +276,7 @@ class PairDataModule(LightningDataModule):
             raise StyleTransferError(f"--data.pairing must be 'product', 'zip' or 'blend', got {pairing!r}")
         self.sources: list[tuple[Path, tuple[Path, ...]]] = sources
         self.style_weights = tuple(w / sum(weights) for w in weights) if pairing == "blend" else (1.0,)
-        self.names = [f"{c.stem}__{'+'.join(s.stem for s in ss)}" for c, ss in sources]
+        self.names = [pair_name(c, ss) for c, ss in sources]
         if len(set(self.names)) < len(self.names):
             twice = next(name for name in self.names if self.names.count(name) > 1)
             raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
@@ -205,7 +285,7 @@ class PairDataModule(LightningDataModule):
         self.sizes: dict[Path, tuple[int, int]] = {}
         for path, role in self._files():
             with open_image(path, role) as image:
-                self.sizes[path] = image.size
+                self.sizes[path] = displayed_size(image)
         for mask in self.masks:
             for content in contents:
                 (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
@@ -247,10 +327,18 @@ class PairDataModule(LightningDataModule):
                 continue
             height, width = resized_shape(*self.sizes[path], self.image_size if role == "content" else self.style_size)
             if min(height, width) < min_size:
+                raise_option = "--data.image_size" if role == "content" else f"--data.style_scale (now {self.style_scale})"
                 raise StyleTransferError(
                     f"{role} {path}: {width}x{height} px once resized, but the chosen layers (and --model.levels) "
-                    f"need at least {min_size} px on each side (raise --data.image_size or use a less elongated image)"
+                    f"need at least {min_size} px on each side (raise {raise_option} or use a less elongated image)"
                 )
+
+    def shapes(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(height, width)`` of each pair's content (in pair order) and of each style image once resized, read
+        from the headers, without decoding."""
+        contents = [resized_shape(*self.sizes[content], self.image_size) for content, _ in self.sources]
+        styles = [resized_shape(*self.sizes[path], self.style_size) for path, role in self._files() if role == "style"]
+        return contents, styles
 
     def setup(self, stage: str) -> None:
         """Decode and resize every image once (pairs that share an image share its tensor)."""

@@ -15,3 +15,7 @@ class NonFiniteError(RuntimeError):
     Raised at the step where it happens, before the bad values reach the images: the images keep their last good
     values (and are written to disk), and the last checkpoint is untouched.
     """
+
+
+class WriteError(RuntimeError):
+    """The run finished, but its images could not be written (a full disk); the final checkpoint holds them."""

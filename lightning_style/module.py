@@ -1,11 +1,13 @@
 """``StyleTransfer``: the LightningModule whose only trainable parameters are the output images."""
 
+import math
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import OptimizerCallable
@@ -15,6 +17,7 @@ from .color import keep_content_colours, match_colours
 from .data import Pair, load_image, open_image
 from .errors import NonFiniteError, StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
+from .checkpoints import SafeCheckpointIO, is_remote
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -46,6 +49,13 @@ def _layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dic
     if bad := [layer for layer, weight in weights.items() if not weight >= 0]:
         raise StyleTransferError(f"--model.{option}: weight of {bad[0]} must be >= 0, got {weights[bad[0]]}")
     return weights
+
+
+def check_trainer(trainer) -> None:
+    """Refuse a precision that would store the images themselves in 16 bits."""
+    precision = str(trainer.precision)
+    if precision in ("16-true", "bf16-true"):
+        raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
 
 
 class StyleTransfer(LightningModule):
@@ -109,8 +119,8 @@ class StyleTransfer(LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
         for option, value in [("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight)]:
-            if not value >= 0:
-                raise StyleTransferError(f"--model.{option} must be >= 0, got {value}")
+            if not 0 <= value < math.inf:
+                raise StyleTransferError(f"--model.{option} must be a finite number >= 0, got {value}")
         if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
             raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
         if init not in ("content", "style", "noise"):
@@ -135,9 +145,9 @@ class StyleTransfer(LightningModule):
     # --- images -----------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         """Create one image per pair of ``trainer.datamodule.pairs`` (a second fit continues from the images)."""
-        precision = str(self.trainer.precision)
-        if precision in ("16-true", "bf16-true"):
-            raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
+        check_trainer(self.trainer)
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default: make it safe
+            self.trainer.strategy.checkpoint_io = SafeCheckpointIO()
         datamodule = getattr(self.trainer, "datamodule", None)
         if not hasattr(datamodule, "pairs"):
             raise StyleTransferError("StyleTransfer needs a PairDataModule: trainer.fit(model, datamodule=PairDataModule(...))")
@@ -187,12 +197,28 @@ class StyleTransfer(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["pair_groups"] = self.groups
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             weights_only=None, **kwargs) -> "StyleTransfer":
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True`` and from local files only."""
+        if is_remote(checkpoint_path):
+            raise StyleTransferError(f"checkpoint {checkpoint_path}: remote checkpoints are not loaded (unpickling one "
+                                     "can run code); download it and pass the local file")
+        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, True, **kwargs)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Check that a resumed run has the checkpoint's pairs; without a datamodule (``load_from_checkpoint``),
-        create empty images of the saved shapes for the state_dict to fill."""
+        """Check that a resumed run has the checkpoint's pairs and image sizes; without a datamodule
+        (``load_from_checkpoint``), create empty images of the saved shapes for the state_dict to fill."""
         if len(self.images):
             if checkpoint["pair_groups"] != self.groups:
-                raise StyleTransferError("the checkpoint holds other pairs than --data.content/--data.style give")
+                raise StyleTransferError("--ckpt_path: the checkpoint holds other pairs than --data.content/--data.style give")
+            for index, images in enumerate(self.images):
+                saved = checkpoint["state_dict"].get(f"images.{index}")
+                if saved is None or saved.shape != images.shape:
+                    size = "x".join(map(str, saved.shape[-2:][::-1])) if saved is not None else "?"
+                    raise StyleTransferError(f"--ckpt_path: the checkpoint's images of {self.groups[index][0]} are "
+                                             f"{size} px, this run's {images.shape[-1]}x{images.shape[-2]} px; "
+                                             "resume with the checkpoint's --data.image_size")
         else:
             self.groups = checkpoint["pair_groups"]
             for index in range(len(self.groups)):

@@ -90,10 +90,22 @@ def fit(
     return model, trainer
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the installed ``lightning-style`` console script."""
     script = Path(sys.executable).with_name("lightning-style")
     return subprocess.run(
-        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )
+
+
+def run_main(*args: str, capsys=None) -> tuple[int | str, str]:
+    """Run the command line in this process (``cli.main``): ``(exit code or error line, stderr)``."""
+    from lightning_style.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    return code, (capsys.readouterr().err if capsys else "")

@@ -1,3 +1,7 @@
+import io
+import os
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -50,12 +54,30 @@ def test_pairing(images):
     assert PairDataModule(contents, styles[0], pairing="zip").names == ["photo__paint", "photo2__paint"]
 
 
-def test_folders_are_sorted_and_non_images_skipped_with_one_warning(images):
+def test_folders_are_sorted_and_entries_that_are_not_images_skipped_with_one_warning(images):
     folder = images["content"].parent
     (folder / "notes.txt").write_text("not an image")
-    with pytest.warns(UserWarning, match=r"skipping 1 non-image file\(s\): notes.txt"):
+    (folder / "sub").mkdir()
+    os.mkfifo(folder / "pipe.png")
+    (folder / "dead.png").symlink_to(folder / "gone.png")
+    (folder / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))  # a HEIC header
+    with pytest.warns(UserWarning) as warned:
         data = PairDataModule(str(folder), str(images["style"]))
+    (message,) = [str(warning.message) for warning in warned]
+    assert message.endswith(
+        "skipping 5 entries: dead.png (a broken link (its target does not exist)), notes.txt (not an image file), "
+        "phone.heic (HEIC, which Pillow cannot read), pipe.png (not a regular file (a pipe, socket or device)), sub (a folder)")
     assert data.names == ["paint__paint", "paint2__paint", "photo__paint", "photo2__paint"]
+
+
+def test_special_files_given_as_images(tmp_path, images):
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    for name, message in [("pipe.png", "not a regular file"), ("loop.png", "cannot open it (Too many levels of symbolic links)"),
+                          ("photo.heic", "Pillow cannot read HEIC images; convert it to JPEG or PNG first")]:
+        with pytest.raises(StyleTransferError, match=re.escape(f"content {tmp_path / name}: {message}")):
+            PairDataModule(str(tmp_path / name), str(images["style"]))
 
 
 def test_setup_decodes_each_image_once(images):
@@ -159,3 +181,121 @@ def test_blend_pairs_every_content_with_all_styles(images):
 def test_bad_blend_weights(images, kwargs, message):
     with pytest.raises(StyleTransferError, match=message):
         PairDataModule(str(images["content"]), [str(images["style"]), str(images["style2"])], **kwargs)
+
+
+def adobe_rgb_profile() -> bytes:
+    """A minimal ICC v2 matrix/TRC profile with Adobe RGB (1998)'s primaries and gamma (563/256), D50-adapted."""
+    import struct
+
+    def xyz(x, y, z):
+        return b"XYZ " + bytes(4) + struct.pack(">3i", *(round(v * 65536) for v in (x, y, z)))
+
+    text = b"Adobe RGB (1998) compatible, for tests"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text) + 1) + text + b"\x00" + bytes(4 + 4 + 2 + 1 + 67)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, 563) + bytes(2)
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.60974, 0.31111, 0.01947)),
+            (b"gXYZ", xyz(0.20528, 0.62567, 0.06087)), (b"bXYZ", xyz(0.14919, 0.06322, 0.74457)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), (b"cprt", b"text" + bytes(4) + b"CC0\x00")]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
+              + bytes(24) + bytes(4) + struct.pack(">3i", *(round(v * 65536) for v in (0.9642, 1.0, 0.8249))) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def test_colour_profiles_are_converted_to_srgb(tmp_path):
+    from PIL import ImageCms
+
+    profile = adobe_rgb_profile()
+    srgb, adobe = ImageCms.createProfile("sRGB"), ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    red = Image.new("RGB", (16, 16), (230, 30, 30))
+    stored = ImageCms.profileToProfile(red, srgb, adobe)  # what an Adobe RGB camera file holds for this red
+    assert np.abs(np.asarray(stored)[0, 0].astype(int) - (197, 34, 35)).max() <= 3  # as the issue measured
+    stored.save(tmp_path / "adobe.jpg", icc_profile=profile, quality=100)
+    read = load_image(tmp_path / "adobe.jpg")
+    torch.testing.assert_close(read[:, 8, 8] * 255, torch.tensor([230.0, 30.0, 30.0]), atol=3, rtol=0)
+    stored.save(tmp_path / "plain.jpg", quality=100)  # the same numbers without the profile: taken as sRGB
+    assert (load_image(tmp_path / "plain.jpg")[0, 8, 8] * 255 - 197).abs() < 3
+
+
+def test_a_broken_colour_profile_is_ignored_with_a_warning(tmp_path):
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "odd.png", icc_profile=b"not a profile")
+    with pytest.warns(UserWarning, match=r"odd.png: ignoring its colour profile"):
+        image = load_image(tmp_path / "odd.png", role="content")
+    assert (image[0] * 255 - 200).abs().max() < 1
+
+
+def test_sizes_are_the_displayed_ones(tmp_path, images):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    Image.new("RGB", (60, 40), (90, 120, 30)).save(tmp_path / "portrait.jpg", exif=exif)
+    data = PairDataModule(str(tmp_path / "portrait.jpg"), str(images["style"]), image_size=30)
+    assert data.shapes()[0] == [(30, 20)]
+
+
+def test_long_blend_names_are_short_and_stable(tmp_path):
+    content = write_image(tmp_path / "photo.png")
+    styles = [str(write_image(tmp_path / f"a_rather_long_painting_name_number_{k:02d}.png", seed=k)) for k in range(14)]
+    names = {PairDataModule(str(content), styles, pairing="blend").names[0] for _ in range(2)}
+    (name,) = names
+    assert re.fullmatch(r"photo__14-styles-[0-9a-f]{10}", name)
+    assert PairDataModule(str(content), styles[:2], pairing="blend").names == [
+        "photo__a_rather_long_painting_name_number_00+a_rather_long_painting_name_number_01"]
+
+
+def test_a_tiny_style_scale_names_style_scale(images):
+    data = PairDataModule(str(images["content"]), str(images["style"]), image_size=64, style_scale=0.0001)
+    with pytest.raises(StyleTransferError, match=r"style .*paint.png: 1x1 px once resized, .*raise --data.style_scale \(now 0.0001\)"):
+        data.check_min_size(16)
+
+
+def without_root_powers(code: str) -> str:
+    """Run ``code`` in a Python process subject to file permissions: as root (these tests' user in CI), without
+    the capabilities that let root read and write everything. Returns what the code prints."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        command = [sys.executable, "-c", code]  # permissions already apply
+    elif shutil.which("setpriv"):
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", sys.executable, "-c", code]
+    else:
+        pytest.skip("root, and no setpriv to drop root's file powers")
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_files_and_folders_the_user_cannot_read(tmp_path):
+    photo = write_image(tmp_path / "photo.png")
+    style = write_image(tmp_path / "style.png", seed=2)
+    locked = tmp_path / "locked"
+    write_image(locked / "a.png")
+    os.chmod(photo, 0)
+    os.chmod(locked, 0)
+    attempt = ("from lightning_style import PairDataModule, StyleTransferError\n"
+               "for content in [{!r}, {!r}]:\n"
+               "    try:\n        PairDataModule(content, {!r})\n    except StyleTransferError as error:\n        print(error)\n")
+    printed = without_root_powers(attempt.format(str(photo), str(locked), str(style)))
+    assert printed.splitlines() == [f"content {photo}: cannot read it (permission denied)",
+                                    f"content folder {locked}: cannot list it (Permission denied)"]
+
+
+def test_a_file_of_another_user_in_a_sticky_folder_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    write_image(shared / "photo__paint.png")
+    os.chown(shared / "photo__paint.png", 65534, 65534)  # another user's file in a folder open to all, as /tmp,
+    os.chown(shared, 65533, 65533)  # and the folder a third user's
+    os.chmod(shared, 0o1777)
+    code = ("from lightning_style.files import check_outputs\nfrom lightning_style import StyleTransferError\n"
+            f"try:\n    check_outputs({str(shared)!r}, ['photo__paint.png'])\nexcept StyleTransferError as error:\n    print(error)\n")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file to another user")
+    assert without_root_powers(code) == (f"--output.dir: {shared / 'photo__paint.png'} belongs to another user in a "
+                                               "shared folder, so it cannot be replaced; choose another --output.dir")

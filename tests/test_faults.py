@@ -63,8 +63,7 @@ def test_non_finite_loss_on_the_command_line(tmp_path):
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("lightning-style: error: step 0: train/loss is inf")
-    with Image.open(tmp_path / "out" / "chelsea__swirls.png") as image:  # the last good image: the start
-        assert np.array_equal(np.asarray(image), to_uint8(load_image(EXAMPLES[0], long_side=64)))
+    assert not (tmp_path / "out" / "chelsea__swirls.png").exists()  # no step taken: nothing of this run to write
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):

@@ -99,3 +99,17 @@ def test_a_black_mask_is_refused_before_any_compute(tmp_path, images):
     data = PairDataModule(str(images["content"]), str(images["style"]), pairing="blend", masks=str(tmp_path / "black.png"))
     with pytest.raises(StyleTransferError, match="black.png: black everywhere, so its style would be painted nowhere"):
         data.setup("fit")
+
+
+def test_masks_follow_the_displayed_orientation_of_the_content(tmp_path, images):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 60x40, shown 40x60
+    Image.new("RGB", (60, 40), (90, 120, 30)).save(tmp_path / "portrait.jpg", exif=exif)
+    portrait_mask = half_mask(tmp_path / "portrait_mask.png", size=(40, 60))
+    data = PairDataModule(str(tmp_path / "portrait.jpg"), str(images["style"]), pairing="blend",
+                          masks=str(portrait_mask), image_size=32)
+    data.setup("fit")
+    assert data.pairs[0].masks.shape == (1, 32, 21) and data.pairs[0].content.shape == (3, 32, 21)
+    with pytest.raises(StyleTransferError, match=r"landscape_mask.png: 60x40 px, but content .*portrait.jpg is 40x60 px"):
+        PairDataModule(str(tmp_path / "portrait.jpg"), str(images["style"]), pairing="blend",
+                       masks=str(half_mask(tmp_path / "landscape_mask.png", size=(60, 40))))

@@ -127,7 +127,7 @@ def test_resume_with_other_images_is_refused(tmp_path, images):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"style_weight": -1.0}, "--model.style_weight must be >= 0"),
+        ({"style_weight": -1.0}, "--model.style_weight must be a finite number >= 0"),
         ({"style_layers": {"relu1_1": -1.0}}, "weight of relu1_1 must be >= 0"),
         ({"content_layers": []}, "--model.content_layers is empty"),
         ({"init": "nowhere.png"}, "--model.init image nowhere.png: no such file"),

@@ -1,0 +1,106 @@
+"""Output files: written atomically, and checked before a run starts so that a failure at its end loses nothing."""
+
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import StyleTransferError
+
+
+def replace_atomically(path: str | Path, write: Callable[[BinaryIO], object], mode: int = 0o666) -> None:
+    """Create ``path`` through ``write(file)`` so that readers see the old file or the new one, never half of one.
+
+    The new content goes to a fresh temporary file in the same folder (a unique name created exclusively, so a
+    link planted there is never followed), is flushed to disk, then renamed over ``path`` (which replaces a link
+    at ``path`` rather than writing through it). ``mode`` is masked by the umask, as ``open()`` does.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lightning-style-", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, mode & ~umask)
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder; the rename is atomic all the same
+
+
+def check_folder(folder: str | Path, option: str) -> None:
+    """Raise unless ``folder`` exists as a writable folder or can be created; creates nothing.
+
+    Raises:
+        StyleTransferError: ``<option> <folder>: cannot write there (...)``.
+    """
+    absolute = Path(folder).expanduser().absolute()
+    existing = next(path for path in [absolute, *absolute.parents] if os.path.lexists(path))
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = "read-only file system" if _read_only_mount(existing) else "permission denied"
+    else:
+        return
+    raise StyleTransferError(f"{option} {folder}: cannot write there ({problem})")
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _can_override(path: Path) -> bool:
+    """Whether this process may replace another user's file in a sticky folder (root with CAP_FOWNER)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/status") as status:
+            capabilities = int(next(line for line in status if line.startswith("CapEff:")).split()[1], 16)
+        return bool(capabilities & (1 << 3))  # CAP_FOWNER
+    except (OSError, StopIteration, ValueError):
+        return True
+
+
+def check_outputs(folder: str | Path, names: Iterable[str], option: str = "--output.dir") -> None:
+    """Raise if one of the files ``<folder>/<name>`` could not be (re)placed at the end of a run: a name too long
+    for the filesystem, an existing file that is read-only, a folder in its place, or a file owned by another user
+    in a sticky folder (such as ``/tmp``)."""
+    folder = Path(folder).expanduser()
+    try:
+        limit = os.pathconf(folder if folder.is_dir() else next(p for p in folder.absolute().parents if p.is_dir()),
+                            "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    sticky = folder.is_dir() and bool(folder.stat().st_mode & stat.S_ISVTX)
+    for name in names:
+        path = folder / name
+        if len(os.fsencode(path.name)) > limit:
+            raise StyleTransferError(f"{option} {folder}: the output name {path.name!r} is longer than the "
+                                     f"filesystem allows ({limit} bytes); rename the images")
+        if not os.path.lexists(path) or path.is_symlink():
+            continue  # a link is replaced, not written through
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise StyleTransferError(f"{option}: {path} is a folder, where the result would go; move it away")
+        if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            raise StyleTransferError(f"{option}: {path} exists and is read-only; make it writable or choose "
+                                     "another --output.dir")
+        if sticky and os.geteuid() not in (info.st_uid, folder.stat().st_uid) and not _can_override(path):
+            raise StyleTransferError(f"{option}: {path} belongs to another user in a shared folder, so it cannot "
+                                     "be replaced; choose another --output.dir")

@@ -1,0 +1,251 @@
+"""Hostile and unlucky input: checkpoints that run code, planted links, results lost to a failed run, a machine's
+memory taken, and the one-line refusals that must come before anything is written."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+from lightning_style import NonFiniteError, StyleTransfer, StyleTransferError, WriteError
+from lightning_style.callbacks import ImageWriter, to_uint8
+from lightning_style.checkpoints import SafeCheckpointIO, read_checkpoint
+from lightning_style.files import check_outputs, replace_atomically
+
+from conftest import ROOT, fit, run_cli, run_main, write_image
+
+DEBUG = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml"]
+OUTPUT = "chelsea__swirls.png"
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run the command line in-process from the repository, with every file under ``tmp_path``."""
+    monkeypatch.chdir(ROOT)
+    redirect = ["--output.dir", str(tmp_path / "out"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+                "--trainer.default_root_dir", str(tmp_path / "root")]
+
+    def run(*args: str) -> tuple[int | str, str]:
+        return run_main(*DEBUG, *redirect, *args, capsys=capsys)
+
+    return run
+
+
+def assert_refused(result, message: str) -> None:
+    code, _ = result
+    assert isinstance(code, str) and code.startswith(f"lightning-style: error: {message}"), code
+    assert "\n" not in code
+
+
+class RunsCode:
+    """Unpickling this runs ``touch <path>``: what a crafted checkpoint does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.path}",)
+
+
+def test_checkpoints_are_never_unpickled_beyond_tensors(tmp_path, cli):
+    crafted, witness = tmp_path / "crafted.ckpt", tmp_path / "code-ran"
+    with open(crafted, "wb") as file:
+        pickle.dump({"state_dict": {}, "x": RunsCode(witness)}, file)
+    assert_refused(cli("--ckpt_path", str(crafted)), f"--ckpt_path {crafted}: not a readable checkpoint")
+    assert_refused(cli("--ckpt_path", "http://127.0.0.1:9/x.ckpt"), "--ckpt_path http://127.0.0.1:9/x.ckpt: remote checkpoints are not loaded")
+    with pytest.raises(StyleTransferError, match="remote checkpoints are not loaded"):
+        StyleTransfer.load_from_checkpoint("https://example.com/x.ckpt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        StyleTransfer.load_from_checkpoint(crafted)
+    with pytest.raises(StyleTransferError, match="not a readable checkpoint"):
+        SafeCheckpointIO().load_checkpoint(crafted)  # what the Python API's trainer.fit(ckpt_path=...) uses
+    assert not witness.exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "folder", "empty", "truncated", "random"])
+def test_bad_checkpoints_give_one_line_and_leave_the_result(tmp_path, cli, case):
+    assert cli()[0] == 0
+    result, last = tmp_path / "out" / OUTPUT, tmp_path / "logs/logs/version_0/checkpoints/last.ckpt"
+    before = result.read_bytes()
+    path = tmp_path / "bad.ckpt"
+    if case == "folder":
+        path = tmp_path / "out"
+    elif case == "empty":
+        path.touch()
+    elif case == "truncated":
+        path.write_bytes(last.read_bytes()[:5000])
+    elif case == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    expected = {"missing": "no such file", "folder": "it is a folder"}.get(case, "not a readable checkpoint")
+    assert_refused(cli("--ckpt_path", str(path)), f"--ckpt_path {path}: {expected}")
+    assert result.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "logs/logs").iterdir()) == ["version_0"]
+
+
+def test_a_checkpoint_of_another_size_and_a_non_finite_first_step_leave_the_result(tmp_path, images):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    fit(tmp_path, images["content"], images["style"], steps=2, callbacks=[checkpoint])
+    output = tmp_path / "images" / "photo__paint.png"
+    before = output.read_bytes()
+    with pytest.raises(StyleTransferError, match=r"--ckpt_path: the checkpoint's images of photo__paint are 32x27 px, this run's 48x40 px"):
+        fit(tmp_path, images["content"], images["style"], steps=4, image_size=48, ckpt_path=str(tmp_path / "ckpt/last.ckpt"))
+    with pytest.raises(NonFiniteError, match="step 0: train/loss is inf"):  # finite in float64, inf in float32
+        fit(tmp_path, images["content"], images["style"], steps=4, style_weight=1e39)
+    assert output.read_bytes() == before
+    with pytest.raises(StyleTransferError, match="--model.style_weight must be a finite number >= 0, got inf"):
+        StyleTransfer(weights=None, style_weight=float("inf"))
+
+
+class ExplodesAtStep(torch.optim.Adam):
+    """Adam whose ``at``-th step (counting from 0) turns the images into infinities: a step gone wrong."""
+
+    def __init__(self, params, at: int) -> None:
+        super().__init__(params, lr=0.05)
+        self.at, self.count = at, 0
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        if self.count == self.at:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for param in group["params"]:
+                        param.mul_(float("inf"))
+        self.count += 1
+        return loss
+
+
+def test_an_optimiser_step_that_makes_images_non_finite_rolls_back(tmp_path, images):
+    good, _ = fit(tmp_path / "good", images["content"], images["style"], steps=3, init="noise",
+                  optimizer=lambda params: torch.optim.Adam(params, lr=0.05))
+    pl.seed_everything(0, verbose=False)  # the random VGG weights of fit()'s own model
+    model = StyleTransfer(backbone="vgg16", weights=None, init="noise", optimizer=lambda params: ExplodesAtStep(params, at=3))
+    with pytest.raises(NonFiniteError, match="step 3: the optimiser step made an image NaN or infinite"):
+        fit(tmp_path / "bad", images["content"], images["style"], steps=6, model=model)
+    torch.testing.assert_close(model.images[0].detach(), good.images[0].detach(), atol=1e-6, rtol=0)
+    with Image.open(tmp_path / "bad" / "images" / "photo__paint.png") as written:  # the last good images: step 3's
+        assert np.array_equal(np.asarray(written), to_uint8(good.images[0][0]))
+
+
+def test_replacing_a_file_never_follows_a_planted_link_and_survives_a_failed_write(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "result.png").symlink_to(victim)
+    replace_atomically(shared / "result.png", lambda file: file.write(b"new"))
+    assert victim.read_text() == "precious" and not (shared / "result.png").is_symlink()
+    assert (shared / "result.png").read_bytes() == b"new"
+
+    def disk_full(file):
+        file.write(b"half of it")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        replace_atomically(shared / "result.png", disk_full)
+    assert (shared / "result.png").read_bytes() == b"new"
+    assert sorted(path.name for path in shared.iterdir()) == ["result.png"]  # no temporary file left
+
+
+def test_checkpoints_are_written_in_their_own_folder(tmp_path, images, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "no-such-temp-folder"))  # the system temp folder is never used
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=1)
+    _, trainer = fit(tmp_path, images["content"], images["style"], steps=2, callbacks=[checkpoint])
+    assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)
+    assert read_checkpoint(tmp_path / "ckpt" / "last.ckpt")["global_step"] == 2
+    assert sorted(path.name for path in (tmp_path / "ckpt").iterdir()) == ["last.ckpt"]
+
+
+class OutputBecomesAFolder(Callback):
+    """Puts a folder where the result goes, after the start-up checks: the final write must fail."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, *args) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+
+def test_a_failed_final_write_still_saves_the_final_checkpoint(tmp_path, images):
+    from lightning_style.callbacks import StepCheckpoint
+
+    checkpoint = StepCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=100)
+    with pytest.raises(WriteError, match=r"could not write the images \(Is a directory\); the final checkpoint holds them"):
+        fit(tmp_path, images["content"], images["style"], steps=3,
+            callbacks=[checkpoint, OutputBecomesAFolder(tmp_path / "images" / "photo__paint.png")])
+    assert read_checkpoint(tmp_path / "ckpt" / "last.ckpt")["global_step"] == 3
+
+
+def test_outputs_that_cannot_be_replaced_are_refused_at_start_up(tmp_path, cli):
+    out = tmp_path / "out"
+    write_image(out / OUTPUT)
+    os.chmod(out / OUTPUT, 0o444)
+    before = (out / OUTPUT).read_bytes()
+    assert_refused(cli(), f"--output.dir: {out / OUTPUT} exists and is read-only")
+    assert (out / OUTPUT).read_bytes() == before and oct((out / OUTPUT).stat().st_mode)[-3:] == "444"
+    assert not (tmp_path / "logs").exists()
+    with pytest.raises(StyleTransferError, match=r"the output name 'xxx.*\.png' is longer than the filesystem allows \(255 bytes\)"):
+        check_outputs(tmp_path, ["x" * 252 + ".png"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data.image_size", "100000"], r"this run needs about [\d,]+ GB in memory \(1 image\(s\) of up to 100000x66519 px "
+                                      r"at 2.30 GB per megapixel\) but [\d.]+ GB are free; use a smaller --data.image_size, --model.checkpointing true"),
+    (["--data.style_scale", "1000"], r"this run needs about [\d,]+ GB in memory \(a style image of 64000x\d+ px\) but [\d.]+ GB "
+                                     r"are free; use a smaller --data.style_scale"),
+])
+def test_runs_that_cannot_fit_in_memory_are_refused_before_decoding(tmp_path, cli, args, message):
+    import re
+
+    code, _ = cli(*args)
+    assert re.match(f"lightning-style: error: {message}", code) and "\n" not in code, code
+    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("case", ["log-folder", "root-folder", "not-utf8", "16-true", "no-steps"])
+def test_settings_refused_in_one_line_with_nothing_written(tmp_path, cli, case):
+    args, message = {
+        "log-folder": (["--trainer.logger.init_args.save_dir", "pyproject.toml/logs"],
+                       "--trainer.logger.init_args.save_dir pyproject.toml/logs: cannot write there"),
+        "root-folder": (["--trainer.default_root_dir", "README.md/x"], "--trainer.default_root_dir README.md/x: cannot write there"),
+        "not-utf8": (["--config", str(tmp_path / "latin1.yaml")], f"--config {tmp_path / 'latin1.yaml'}: not UTF-8 text"),
+        "16-true": (["--trainer.precision", "16-true"], "--trainer.precision 16-true would store the images in low precision"),
+        "no-steps": (["--trainer.max_steps", "0"], "--trainer.max_steps 0: no step would be taken"),
+    }[case]
+    (tmp_path / "latin1.yaml").write_bytes("model:\n  style_weight: 50  # beta, \xe9crit en latin-1\n".encode("latin-1"))
+    assert_refused(cli(*args), message)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists() and not (tmp_path / "root").exists()
+
+
+def test_resuming_with_other_model_options_names_them(tmp_path, cli):
+    assert cli("--trainer.max_steps", "2")[0] == 0
+    last = tmp_path / "logs/logs/version_0/checkpoints/last.ckpt"
+    with pytest.warns(UserWarning) as warned:
+        code, _ = cli("--trainer.max_steps", "3", "--ckpt_path", str(last), "--model.style_weight", "50", "--model.tv_weight", "1")
+    assert code == 0
+    (line,) = [str(w.message) for w in warned if "--ckpt_path" in str(w.message)]
+    assert line == ("--ckpt_path: resuming with the checkpoint's model options, not these: "
+                    "style_weight (50.0 -> 100.0), tv_weight (1.0 -> 0.0)")
+
+
+def test_when_rank_0_fails_the_other_process_stops(tmp_path):
+    # A callback that fails on rank 0 only, at step 2. Rank 1 is stopped at once, while rank 0 handles the failure:
+    # it neither waits for rank 0 at its next collective call (NCCL: until the 30-minute timeout; the subprocess
+    # timeout below catches a hang) nor adds its own traceback when gloo finds rank 0's connection closed.
+    result = run_cli(*DEBUG, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "1000",
+                     "--trainer.callbacks+=failing_callback.FailOnRankZero", "--output.dir", str(tmp_path / "out"),
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+                     env={"PYTHONPATH": str(ROOT / "tests")}, timeout=240)
+    assert result.returncode != 0
+    assert "rank 0 fails here" in result.stderr and "[rank1]" not in result.stderr, result.stderr[-3000:]
