@@ -31,9 +31,8 @@ def child(args) -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    model = StyleTransfer(backbone=args.backbone, weights=None, checkpointing=args.checkpointing)
-    data = PairDataModule(CONTENT, STYLE, image_size=args.child)
-    data.setup("fit")
+    model = StyleTransfer(backbone=args.backbone, weights=None, checkpointing=args.checkpointing, steps=args.steps)
+    data = PairDataModule(CONTENT, STYLE, image_size=args.child, steps=args.steps)
     cuda = torch.cuda.is_available()
     times = []
     timer = pl.Callback()
@@ -43,7 +42,8 @@ def child(args) -> None:
                              enable_model_summary=False, enable_checkpointing=False, precision=args.precision,
                              callbacks=[timer])
         trainer.fit(model, datamodule=data)
-    megapixels = data.pairs[0].content[0].numel() / 1e6
+    height, width = data.shapes()[0][0]
+    megapixels = height * width / 1e6
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     per_step = (times[-1] - times[0]) / (len(times) - 1)
     print(json.dumps({"megapixels": megapixels, "peak_gb": peak / 1e9, "s_per_step": per_step,

@@ -33,14 +33,14 @@ LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 def lightning_step_time(size: int, steps: int, warmup: int, trainer_kwargs: dict, **model_kwargs) -> float:
     pl.seed_everything(0, verbose=False)
-    model = StyleTransfer(weights=None, **model_kwargs)
+    model = StyleTransfer(weights=None, steps=steps, **model_kwargs)
     times = []
     timer = pl.Callback()
     timer.on_train_batch_end = lambda *_: times.append(time.perf_counter())
     with tempfile.TemporaryDirectory() as out:
         trainer = pl.Trainer(max_steps=steps, default_root_dir=out, logger=False, enable_progress_bar=False,
                              enable_model_summary=False, enable_checkpointing=False, callbacks=[timer], **trainer_kwargs)
-        trainer.fit(model, datamodule=PairDataModule(CONTENT, STYLE, image_size=size))
+        trainer.fit(model, datamodule=PairDataModule(CONTENT, STYLE, image_size=size, steps=steps))
     return statistics.median(b - a for a, b in list(zip(times, times[1:]))[warmup:])
 
 

@@ -35,8 +35,8 @@ class StepTimer(pl.Callback):
 
 def lightning_steps(backbone: str, size: int, steps: int) -> list[float]:
     pl.seed_everything(0, verbose=False)
-    model = StyleTransfer(backbone=backbone, weights=None)
-    data = PairDataModule(CONTENT, STYLE, image_size=size)
+    model = StyleTransfer(backbone=backbone, weights=None, steps=steps)
+    data = PairDataModule(CONTENT, STYLE, image_size=size, steps=steps)
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         trainer = pl.Trainer(
@@ -53,9 +53,8 @@ def plain_loop(backbone: str, size: int):
     pl.seed_everything(0, verbose=False)
     reference = StyleTransfer(backbone=backbone, weights=None)  # for its features and loss settings only
     features, content_layers, style_layers = reference.features, reference.content_layers, reference.style_layers
-    data = PairDataModule(CONTENT, STYLE, image_size=size)
-    data.setup("fit")
-    content, style = data.pairs[0].content[None], data.pairs[0].styles[0][None]
+    batch = PairDataModule(CONTENT, STYLE, image_size=size).decode([0])
+    content, style = batch.contents, batch.styles[0][0][None]
     with torch.no_grad():
         content_targets = features(content)
         style_targets = {layer: gram_matrix(f) for layer, f in features(style).items()}

@@ -45,8 +45,8 @@ def run(args, optimizer: str, levels: int, steps: int) -> list[tuple[float, floa
         "lbfgs": lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=20, tolerance_grad=0, tolerance_change=0),
     }[optimizer]
     model = StyleTransfer(backbone=args.backbone, weights=args.weights, optimizer=make_optimizer,
-                          levels=levels, level_steps=args.level_steps)
-    data = PairDataModule(CONTENT, STYLE, image_size=args.size)
+                          levels=levels, level_steps=args.level_steps, steps=steps)
+    data = PairDataModule(CONTENT, STYLE, image_size=args.size, steps=steps)
     clock = LossClock()
     with tempfile.TemporaryDirectory() as out:
         trainer = pl.Trainer(accelerator="cpu", max_steps=steps, default_root_dir=out, logger=False,

@@ -1,15 +1,20 @@
 """Gatys et al.'s neural style transfer as a PyTorch Lightning package."""
 
-from .data import Pair, PairDataModule, load_image
+from .data import PairBatch, PairDataModule
 from .errors import NonFiniteError, StyleTransferError, WriteError
 from .features import VGGFeatures
+from .images import load_image
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .module import StyleTransfer
+from .objective import StyleObjective
+from .strategy import IndependentDDPStrategy
 
 __all__ = [
+    "IndependentDDPStrategy",
     "NonFiniteError",
-    "Pair",
+    "PairBatch",
     "PairDataModule",
+    "StyleObjective",
     "StyleTransfer",
     "StyleTransferError",
     "VGGFeatures",

@@ -1,13 +1,13 @@
-"""Callbacks that observe a run: ``ImageWriter`` saves each pair's image to disk, ``ImageLogger`` sends images and
-quality figures to the loggers (W&B, TensorBoard, CSV), ``StepProgressBar`` counts steps, ``StepCheckpoint``
-saves every N steps and at the end."""
+"""Callbacks that observe a run: ``ImageWriter`` saves each pair's image to disk when its batch finishes,
+``ImageLogger`` sends pictures and quality figures to the loggers (W&B, TensorBoard, CSV), ``StepProgressBar``
+counts steps and pairs, ``StepCheckpoint`` saves every N steps and at the end."""
 
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -49,23 +49,26 @@ def save_atomically(image: Image.Image, path: Path) -> None:
 
 
 class ImageWriter(pl.Callback):
-    """Writes each pair's image to ``<dir>/<content-stem>__<style-stem>.png``.
+    """Writes each pair's image to ``<dir>/<content-stem>__<style-stem>.png`` as soon as its batch finishes.
 
-    At the end of fit, every ``every_n_steps`` steps if that is positive, and when the run is interrupted (Ctrl-C)
-    or fails after this run has taken a step: an existing output is only ever replaced by an image that this run
-    optimised. Files are replaced atomically, as sRGB PNGs. Only global rank 0 writes. The folder and the output
-    names are checked before the optimisation starts; if a write still fails at the end (a full disk), the final
-    checkpoint is saved first and the run then fails with :class:`~lightning_style.WriteError`.
+    Every process writes the pairs it optimised (no image passes between processes). Also every ``every_n_steps``
+    steps if that is positive (the batch in progress), at the end of a run stopped mid-batch (``max_steps``), and
+    when the run is interrupted (Ctrl-C) or fails after this run has taken a step: an existing output is only
+    ever replaced by an image that this run optimised. Files are replaced atomically, as sRGB PNGs. The folder
+    and the output names are checked before the optimisation starts. If a write still fails (a full disk), the
+    run stops after that step's checkpoint, which holds the images, and ends with :class:`~lightning_style.WriteError`;
+    the same command with ``--ckpt_path last`` then writes them.
 
     Args:
         dir: output folder, created if needed.
-        every_n_steps: also write the current images every this many steps (0: only at the end).
+        every_n_steps: also write the current images every this many steps (0: only when a batch finishes).
     """
 
     def __init__(self, dir: str = "outputs", every_n_steps: int = 0) -> None:
         self.dir = Path(dir)
         self.every_n_steps = every_n_steps
         self._start_step = None
+        self._written: tuple[str, ...] = ()
         self._failed: WriteError | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -77,30 +80,44 @@ class ImageWriter(pl.Callback):
         check_folder(self.dir, "--output.dir")
         check_outputs(self.dir, [f"{name}.png" for name in names])
 
-    def write(self, pl_module: pl.LightningModule) -> list[Path]:
-        """Write every pair's current image; returns the paths."""
+    def write(self, pairs) -> list[Path]:
+        """Write ``(name, image)`` pairs; returns the paths."""
         self.dir.mkdir(parents=True, exist_ok=True)
         paths = []
-        for name, image in pl_module.results():
+        for name, image in pairs:
             paths.append(self.dir / f"{name}.png")
             save_atomically(to_pil(image), paths[-1])
         return paths
 
+    def _write_or_stop(self, trainer: pl.Trainer, pairs) -> None:
+        try:
+            self.write(pairs)
+            failed = False
+        except OSError as error:
+            self._failed = WriteError(f"--output.dir {self.dir}: could not write the images ({error.strerror or error}); "
+                                      "the last checkpoint holds them: free the space and run the same command "
+                                      "with --ckpt_path last")
+            failed = True
+        # Every process finishes its batch at the same step: they agree to stop together, after this checkpoint.
+        if trainer.strategy.reduce_boolean_decision(failed, all=False):
+            trainer.should_stop = True
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_step, self._failed = trainer.global_step, None  # after a resume, the checkpoint's step
+        self._start_step, self._failed, self._written = trainer.global_step, None, ()
+        restored = list(pl_module.results())  # a resumed run's batch in progress: written if its files are missing
+        if restored and not all((self.dir / f"{name}.png").exists() for name, _ in restored):
+            self.write(restored)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
-            self.write(pl_module)
+        if pl_module.batch_done:
+            self._write_or_stop(trainer, pl_module.finished)
+            self._written = tuple(name for name, _ in pl_module.finished)
+        elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self.write(pl_module.results())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Runs before the checkpoint callbacks' on_train_end: a failed write is raised at on_fit_end, after them.
-        if trainer.is_global_zero:
-            try:
-                self.write(pl_module)
-            except OSError as error:
-                self._failed = WriteError(f"--output.dir {self.dir}: could not write the images ({error.strerror or error}); "
-                                          "the final checkpoint holds them")
+        if pl_module.names and pl_module.names != self._written and trainer.global_step > self._start_step:
+            self.write(pl_module.results())  # a run stopped mid-batch (max_steps): its current images
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._failed is not None:
@@ -109,15 +126,13 @@ class ImageWriter(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         optimised = self._start_step is not None and trainer.global_step > self._start_step
-        if trainer.is_global_zero and optimised and not isinstance(exception, (StyleTransferError, WriteError)):
-            self.write(pl_module)
+        if optimised and pl_module.names != self._written and not isinstance(exception, (StyleTransferError, WriteError)):
+            self.write(pl_module.results())
 
 
 class StepProgressBar(TQDMProgressBar):
-    """Progress bar over optimisation steps, ``step/max_steps`` with the loss, also across a resume.
-
-    Lightning's bar counts batches of the current epoch, which a run resumed from a checkpoint restarts.
-    """
+    """Progress bar over optimisation steps, ``step/total`` with the loss and ``pairs=done/all``, also across a
+    resume (Lightning's bar counts batches of the current epoch, which a resumed run restarts)."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -127,68 +142,115 @@ class StepProgressBar(TQDMProgressBar):
         super().on_train_epoch_start(trainer)
         self._count_steps(trainer)
 
+    @staticmethod
+    def _total(trainer: pl.Trainer) -> int | None:
+        totals = [n for n in (trainer.max_steps, trainer.num_training_batches) if 0 < n < float("inf")]
+        return min(totals) if totals else None
+
     def _count_steps(self, trainer: pl.Trainer) -> None:
         bar = self.train_progress_bar
-        bar.reset(total=trainer.max_steps if trainer.max_steps > 0 else None)
+        bar.reset(total=self._total(trainer))
         bar.initial = bar.n = trainer.global_step
         bar.set_description("Stylising")
         bar.refresh()
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        metrics = {key: value for key, value in super().get_metrics(trainer, pl_module).items() if key != "v_num"}
+        if hasattr(trainer.datamodule, "progress"):
+            done, total = trainer.datamodule.progress(trainer.global_step)
+            metrics["pairs"] = f"{done}/{total}"
+        return metrics
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
         step = trainer.global_step
-        if self.refresh_rate and (step % self.refresh_rate == 0 or step == trainer.max_steps):
+        if self.refresh_rate and (step % self.refresh_rate == 0 or step == self._total(trainer)):
             bar = self.train_progress_bar
             bar.n = step
             bar.set_postfix(self.get_metrics(trainer, pl_module))
 
 
 class ImageLogger(pl.Callback):
-    """Logs each pair as one picture, content | style(s) | result, with quality figures, every N steps and at the end.
+    """Pictures and quality figures for the dashboards, usable with thousands of pairs.
 
-    Images go to W&B (``images/<pair>``, captioned with the pair and step, so each pair's history stays together)
-    and TensorBoard; other loggers (CSV) get the figures only: ``quality/ssim/<pair>`` and ``quality/psnr/<pair>``
-    (torchmetrics' SSIM and PSNR of the result against the content) and their means ``quality/ssim``,
-    ``quality/psnr``. Only global rank 0 logs.
+    Every ``every_n_steps`` steps, the batch in progress (global rank 0's) as one picture per pair, content |
+    style(s) | result, under the single key ``images/batch`` (W&B, captioned with the pair and step; TensorBoard),
+    with ``quality/ssim`` and ``quality/psnr`` (torchmetrics' SSIM and PSNR of the results against the contents,
+    means over the batch) for every logger. When batches finish, their pairs (from every process: small
+    thumbnails, gathered then) become rows of the W&B table ``pairs``: content, style, result, final losses, SSIM,
+    PSNR, logged incrementally; other loggers get ``quality/final_ssim`` and ``quality/final_psnr``.
 
     Args:
-        every_n_steps: logging interval in optimisation steps; 0 logs only at the end.
+        every_n_steps: interval for the batch in progress in optimisation steps; 0 logs only finished pairs.
+        thumbnail: the longer side, in pixels, of the table's pictures.
     """
 
-    def __init__(self, every_n_steps: int = 100) -> None:
-        self.every_n_steps = every_n_steps
-        self._logged_step = -1
+    COLUMNS = ["pair", "content", "style", "result", "loss", "content_loss", "style_loss", "ssim", "psnr"]
+
+    def __init__(self, every_n_steps: int = 100, thumbnail: int = 256) -> None:
+        self.every_n_steps, self.thumbnail = every_n_steps, thumbnail
+        self._table = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
         if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            self.log_pairs(trainer, pl_module)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.log_pairs(trainer, pl_module)
+            self.log_batch(trainer, pl_module)
+        if pl_module.batch_done and trainer.loggers:
+            self.log_finished(trainer, pl_module)
 
     @torch.no_grad()
-    def log_pairs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Log every pair's picture and quality figures at the current step (once per step)."""
-        step = trainer.global_step
-        if not trainer.is_global_zero or not trainer.loggers or step == self._logged_step:
+    def log_batch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log the batch in progress: one picture per pair under one key, and its mean quality figures."""
+        if not trainer.is_global_zero or not trainer.loggers or not pl_module.names:
             return
-        self._logged_step = step
-        figures = {}
-        for name, image in pl_module.results():
-            pair = pl_module.pairs[name]
-            result, content = image[None].float(), pair.content[None].to(image.device)
-            figures[f"quality/ssim/{name}"] = structural_similarity_index_measure(result, content, data_range=1.0).item()
-            figures[f"quality/psnr/{name}"] = peak_signal_noise_ratio(result, content, data_range=1.0).item()
-            picture = to_uint8(side_by_side(pair.content, *pair.styles, image))
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.log_image(f"images/{name}", [picture], step=step, caption=[f"{name}, step {step}"])
-                elif isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(f"images/{name}", picture, step, dataformats="HWC")
-        for metric in ("ssim", "psnr"):
-            values = [value for key, value in figures.items() if key.startswith(f"quality/{metric}/")]
-            figures[f"quality/{metric}"] = sum(values) / len(values)
+        step, results = trainer.global_step, list(pl_module.results())
+        images = torch.stack([image for _, image in results]).float()
+        contents = pl_module.contents.to(images)
+        figures = {"quality/ssim": structural_similarity_index_measure(images, contents, data_range=1.0).item(),
+                   "quality/psnr": peak_signal_noise_ratio(images, contents, data_range=1.0).item()}
+        pictures = [to_uint8(side_by_side(content, *styles, image))
+                    for (_, image), content, styles in zip(results, pl_module.contents, pl_module.styles)]
         for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("images/batch", pictures, step=step, caption=[f"{name}, step {step}" for name, _ in results])
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_images("images/batch", np.stack(pictures), step, dataformats="NHWC")
             logger.log_metrics(figures, step=step)
+
+    @torch.no_grad()
+    def log_finished(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Gather the pairs that every process just finished (thumbnails and figures) and log them on rank 0."""
+        rows = []
+        for row, (name, image) in enumerate(pl_module.finished):
+            content, styles = pl_module.contents[row], pl_module.styles[row]
+            result, reference = image[None].float(), content[None].to(image)
+            losses = {key: value[row].item() for key, value in pl_module.final_losses.items()}
+            rows.append([name, *(self._thumb(picture) for picture in (content, styles[0], image)),
+                         losses["loss"], losses["content"], losses["style"],
+                         structural_similarity_index_measure(result, reference, data_range=1.0).item(),
+                         peak_signal_noise_ratio(result, reference, data_range=1.0).item()])
+        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            gathered = [None] * trainer.world_size
+            dist.all_gather_object(gathered, rows)
+            rows = [row for part in gathered for row in part]
+        if not trainer.is_global_zero or not rows:
+            return
+        step = trainer.global_step
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                if self._table is None:
+                    self._table = wandb.Table(columns=self.COLUMNS, log_mode="INCREMENTAL")
+                for row in rows:
+                    self._table.add_data(*row[:1], *(wandb.Image(picture) for picture in row[1:4]), *row[4:])
+                logger.experiment.log({"pairs": self._table, "trainer/global_step": step})
+            ssim, psnr = (sum(row[k] for row in rows) / len(rows) for k in (7, 8))
+            logger.log_metrics({"quality/final_ssim": ssim, "quality/final_psnr": psnr}, step=step)
+
+    def _thumb(self, image: Tensor) -> np.ndarray:
+        height, width = image.shape[-2:]
+        scale = min(1.0, self.thumbnail / max(height, width))
+        small = F.interpolate(image[None].float().cpu(), scale_factor=scale, mode="bilinear", antialias=True)[0] if scale < 1 else image
+        return to_uint8(small)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -203,12 +265,3 @@ class StepCheckpoint(ModelCheckpoint):
         if self.save_last and trainer.global_step > 0:
             trainer.save_checkpoint(self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST), self.save_weights_only)
 
-
-class StopOtherProcesses(pl.Callback):
-    """When the run fails on global rank 0, stop the processes it launched at once (Lightning's subprocess
-    launcher), instead of leaving them waiting for rank 0 at the next collective call until the timeout."""
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        launcher = trainer.strategy.launcher
-        if trainer.global_rank == 0 and hasattr(launcher, "procs") and launcher.procs:
-            launcher.kill(signal.SIGKILL)

@@ -2,22 +2,26 @@
 
 import json
 import os
+import shlex
 import sys
+import time
 import warnings
+from pathlib import Path
 
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_utilities.core.rank_zero import rank_zero_warn
+from lightning_utilities.core.rank_zero import rank_zero_info, rank_zero_warn
 
-from .callbacks import ImageLogger, ImageWriter, StepProgressBar, StopOtherProcesses
+from .callbacks import ImageLogger, ImageWriter, StepProgressBar
 from .checkpoints import read_checkpoint
 from .data import PairDataModule
 from .errors import NonFiniteError, StyleTransferError, WriteError
 from .files import check_folder
 from .module import StyleTransfer, check_trainer
 from .resources import check_memory
+from .strategy import IndependentDDPStrategy
 
 
 class SaveConfigToLoggers(SaveConfigCallback):
@@ -35,6 +39,11 @@ class StyleTransferCLI(LightningCLI):
     """``LightningCLI`` with ``--output`` (:class:`ImageWriter`) and ``--images`` (:class:`ImageLogger`) groups, a
     step progress bar, and input checks before anything runs."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        self._args = list(kwargs.get("args") or [])  # for the summary's command that goes on
+        self._output, self._started = Path("outputs"), time.monotonic()
+        super().__init__(*args, **kwargs)
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         """Only ``fit``: style transfer optimises, it has nothing to validate, test or predict."""
@@ -43,22 +52,30 @@ class StyleTransferCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ImageWriter, "output")
         parser.add_lightning_class_args(ImageLogger, "images")
+        parser.link_arguments("model.steps", "data.steps")  # the data plans the steps that the model takes
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, and
-        :class:`StopOtherProcesses`."""
+        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another;
+        ``strategy: ddp`` becomes :class:`IndependentDDPStrategy` (processes that never exchange images)."""
         config = self.config_init[self.subcommand]["trainer"]
         callbacks = config.get("callbacks") or []
-        extra = [StopOtherProcesses()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            extra.append(StepProgressBar())
-        self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [StepProgressBar()]}
+        if config.get("strategy") == "ddp":
+            config["strategy"] = IndependentDDPStrategy()
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
         """Read ``--ckpt_path`` safely (one line for a bad one) before Lightning takes the model options from it,
         and name the options given here that the checkpoint's replace."""
         config = self.config.get(self.config.get("subcommand") or "")
+        if config and config.get("ckpt_path") == "last":
+            last = Path(config["output"]["dir"]) / "checkpoints" / "last.ckpt"
+            if last.exists():
+                config["ckpt_path"] = str(last)
+            else:
+                rank_zero_info(f"--ckpt_path last: no checkpoint in {last.parent} yet, starting from the beginning")
+                config["ckpt_path"] = None
         if config and config.get("ckpt_path"):
             saved = read_checkpoint(config["ckpt_path"]).get("hyper_parameters", {})
             given = json.loads(self.parser.dump(self.config, format="json", skip_none=False))[self.config.subcommand]["model"]
@@ -75,16 +92,58 @@ class StyleTransferCLI(LightningCLI):
         check_trainer(trainer)
         data.check_min_size(model.min_image_size)
         contents, styles = data.shapes()
-        check_memory(model.features, contents[trainer.global_rank :: trainer.world_size], styles,
-                     trainer.strategy.root_device)
+        largest = sorted(contents, key=lambda shape: shape[0] * shape[1])[-data.batch_size :]  # a batch at a time
+        check_memory(model.features, largest, styles, trainer.strategy.root_device)
         check_folder(trainer.default_root_dir, "--trainer.default_root_dir")
         for logger in trainer.loggers:
             if getattr(logger, "save_dir", None):
                 check_folder(logger.save_dir, "--trainer.logger.init_args.save_dir")
         for callback in trainer.callbacks:
-            if isinstance(callback, ImageWriter) and trainer.is_global_zero:
-                callback.check_writable(data.names)
+            if isinstance(callback, ImageWriter):
+                self._output = callback.dir
+                if trainer.is_global_zero:
+                    callback.check_writable(data.names)
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(self._output / "checkpoints")  # the same folder for every run: --ckpt_path last
         data.setup("fit")
+        self._started = time.monotonic()
+
+    def after_fit(self) -> None:
+        """Say what the run did: pairs, time, where the images and the last checkpoint are, how to go on."""
+        trainer, data, model = self.trainer, self.datamodule, self.model
+        done, total = data.progress(trainer.global_step)
+        skipped = model.skipped_total
+        if not trainer.is_global_zero:
+            return
+        seconds = time.monotonic() - self._started
+        last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
+        lines = [f"lightning-style: {done - skipped} of {total} pairs stylised in {_duration(seconds)}"
+                 + (f", {skipped} skipped (their files could not be decoded; see the warnings above)" if skipped else "")
+                 + f"; images in {self._output}/"]
+        if last and last.exists():
+            lines.append(f"last checkpoint: {last}; to go on (or redo what failed): lightning-style "
+                         f"{shlex.join(_without_option(self._args, '--ckpt_path'))} --ckpt_path last")
+        print("\n".join(lines), flush=True)
+        if skipped:
+            sys.exit(1)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _without_option(args: list[str], option: str) -> list[str]:
+    """``args`` without ``option`` and its value."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
 
 
 def _check_config_files(args: list[str]) -> None:
@@ -107,8 +166,9 @@ def main(args: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    args = sys.argv[1:] if args is None else list(args)
     try:
-        _check_config_files(sys.argv[1:] if args is None else args)
+        _check_config_files(args)
         StyleTransferCLI(
             StyleTransfer,
             PairDataModule,

@@ -1,212 +1,56 @@
-"""Images in, content/style pairs out: loading, validation and the ``PairDataModule``."""
+"""Content/style pairs from image files, streamed to the module in fixed-size batches: ``PairDataModule``."""
 
 import hashlib
-import io
-import itertools
-import stat
-import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from lightning_utilities.core.rank_zero import rank_zero_warn
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from pytorch_lightning import LightningDataModule
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .errors import StyleTransferError
-
-IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
-UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".raw": "camera raw",
-               ".cr2": "camera raw", ".nef": "camera raw", ".dng": "camera raw", ".arw": "camera raw"}
-UNSUPPORTED = {suffix: kind for suffix, kind in UNSUPPORTED.items() if suffix not in IMAGE_SUFFIXES}
-ORIENTATION = 0x0112  # the EXIF tag
-MAX_NAME_BYTES = 200  # a pair's name, so that "<name>.png" fits the usual 255-byte limit on file names
-_SRGB = ImageCms.createProfile("sRGB")
+from .images import displayed_size, image_files, load_image, open_image, resized_shape
+from .pairs import PairBatch, PairFiles, pair_name, pair_up
+from .plan import Plan, plan
 
 
-@dataclass(frozen=True)
-class Pair:
-    """One content image and its style: one image, a blend of several with weights summing to 1, or several
-    each painted in its region.
+class _PlanItems(IterableDataset):
+    """This process's :class:`PairBatch` of each global step from ``start`` to the plan's end; the first item and
+    each batch's first carry pixels. Loader workers share the steps round-robin, which keeps their order.
 
-    ``name`` is ``<content-stem>__<style-stem>`` (``__<style-stem>+<style-stem>`` for several); images are
-    ``(3, H, W)`` in ``[0, 1]``; ``masks``, if given, is ``(len(styles), H, W)`` in ``[0, 1]`` (then the
-    weights are unused).
-    """
+    An iterable, so that Lightning never splits it with a distributed sampler: the plan already did."""
 
-    name: str
-    content: Tensor
-    styles: tuple[Tensor, ...]
-    style_weights: tuple[float, ...] = (1.0,)
-    masks: Tensor | None = None
-
-
-def _problem(path: Path) -> str | None:
-    """What keeps ``path`` from being read as an image file, or ``None``."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return "a broken link (its target does not exist)" if path.is_symlink() else "no such file"
-    except PermissionError:
-        return "cannot read it (permission denied)"
-    except OSError as error:  # a symlink loop, a name too long...
-        return f"cannot open it ({error.strerror or error})"
-    if stat.S_ISDIR(info.st_mode):
-        return "no such file (it is a folder)"
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file (a pipe, socket or device)"
-    if info.st_size == 0:
-        return "the file is empty"
-    return None
-
-
-def open_image(path: str | Path, role: str = "image") -> Image.Image:
-    """Open an image lazily (header only) and check it: a readable regular file, an image Pillow can decode, not
-    a decompression bomb.
-
-    Raises:
-        StyleTransferError: naming ``role`` and ``path`` and what is wrong.
-    """
-    path = Path(path)
-    if problem := _problem(path):
-        raise StyleTransferError(f"{role} {path}: {problem}")
-    try:
-        return Image.open(path)  # reads the header only; refuses sizes over 2 * Image.MAX_IMAGE_PIXELS
-    except Image.DecompressionBombError as error:
-        raise StyleTransferError(f"{role} {path}: too large, refused before decoding ({error})") from None
-    except PermissionError:
-        raise StyleTransferError(f"{role} {path}: cannot read it (permission denied)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        if path.suffix.lower() in UNSUPPORTED:
-            raise StyleTransferError(f"{role} {path}: Pillow cannot read {UNSUPPORTED[path.suffix.lower()]} images; "
-                                     "convert it to JPEG or PNG first") from None
-        raise StyleTransferError(f"{role} {path}: not a readable image ({error})".splitlines()[0]) from None
-
-
-def displayed_size(image: Image.Image) -> tuple[int, int]:
-    """``(width, height)`` as a viewer shows the image: swapped when its EXIF orientation turns it by 90 degrees."""
-    width, height = image.size
-    try:  # a PNG's getexif() would decode the whole image to look for a late eXIf chunk: only read early ones
-        orientation = None if image.format == "PNG" and "exif" not in image.info else image.getexif().get(ORIENTATION)
-    except (OSError, SyntaxError, ValueError, struct.error):
-        orientation = None  # a damaged header: decoding the image says what is wrong
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
-def _to_srgb(image: Image.Image, path: Path, role: str) -> Image.Image:
-    """Convert an image that carries an ICC colour profile to sRGB (a broken profile is ignored with a warning)."""
-    profile = image.info.get("icc_profile")
-    if not profile or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
-        return image
-    try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-        return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGBA" if image.mode == "RGBA" else "RGB")
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as error:
-        rank_zero_warn(f"{role} {path}: ignoring its colour profile, which cannot be used ({error})".splitlines()[0])
-        return image
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB. 16/32-bit greyscale is rescaled; transparency is composited onto white."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        scale = 1.0 if image.mode == "F" else 65535.0
-        image = Image.fromarray(np.clip(values / scale * 255 + 0.5, 0, 255).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        image = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
-    return image.convert("RGB")
-
-
-def resized_shape(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """``(height, width)`` after scaling the longer side to ``long_side`` (aspect ratio kept, at least 1 px)."""
-    scale = long_side / max(width, height)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def load_image(path: str | Path, long_side: int | None = None, role: str = "image") -> Tensor:
-    """Read an image file as a ``(3, H, W)`` float tensor in ``[0, 1]``.
-
-    Honours EXIF orientation, converts colours to sRGB when the file carries an ICC profile (Adobe RGB, Display
-    P3, CMYK...), converts any mode to RGB (transparent areas become white) and, if ``long_side`` is
-    given, resizes so that the longer side has that many pixels.
-    """
-    with open_image(path, role) as image:
-        try:
-            image.load()
-            image = _to_rgb(_to_srgb(ImageOps.exif_transpose(image), Path(path), role))
-        except (OSError, SyntaxError, ValueError) as error:
-            raise StyleTransferError(f"{role} {path}: truncated or corrupt image ({error})".splitlines()[0]) from None
-    if long_side is not None:
-        height, width = resized_shape(*image.size, long_side)
-        image = image.resize((width, height), Image.Resampling.LANCZOS)
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float() / 255
-
-
-def image_files(sources: str | Sequence[str], role: str) -> list[Path]:
-    """Expand files and folders (sorted; entries that are not image files skipped with one warning) into a list
-    of image paths."""
-    files = []
-    for source in [sources] if isinstance(sources, (str, Path)) else sources:
-        path = Path(source).expanduser()
-        if not path.is_dir():
-            files.append(path)
-            continue
-        try:
-            entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
-        except OSError as error:
-            raise StyleTransferError(f"{role} folder {path}: cannot list it ({error.strerror or error})") from None
-        images, skipped = [], []
-        for entry in entries:
-            problem = "a folder" if entry.is_dir() else _problem(entry)
-            if entry.suffix.lower() in UNSUPPORTED:
-                problem = f"{UNSUPPORTED[entry.suffix.lower()]}, which Pillow cannot read"
-            elif not problem and entry.suffix.lower() not in IMAGE_SUFFIXES:
-                problem = "not an image file"
-            (skipped.append(f"{entry.name} ({problem})") if problem else images.append(entry))
-        if skipped:
-            rank_zero_warn(f"{role} folder {path}: skipping {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}: {', '.join(skipped)}")
-        if not images:
-            raise StyleTransferError(f"{role} folder {path}: no image files in it")
-        files += images
-    if not files:
-        raise StyleTransferError(f"--data.{role}: no images given")
-    return files
-
-
-def pair_name(content: Path, styles: Sequence[Path]) -> str:
-    """``<content-stem>__<style-stem>`` (``+``-joined for several styles); a name longer than 200 bytes (a blend
-    of many styles) becomes ``<content-stem>__<N>-styles-<hash>``, short and the same on every run."""
-    name = f"{content.stem}__{'+'.join(style.stem for style in styles)}"
-    if len(name.encode()) <= MAX_NAME_BYTES:
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    short = lambda stem, limit: stem.encode()[:limit].decode(errors="ignore")  # whole UTF-8 characters only
-    styles_part = f"{len(styles)}-styles" if len(styles) > 1 else short(styles[0].stem, 60)
-    return f"{short(content.stem, 120)}__{styles_part}-{digest}"
-
-
-class _Steps(Dataset):
-    """``length`` items, one per optimisation step; the images live in the module, so an item carries nothing."""
-
-    def __init__(self, length: int) -> None:
-        self.length = length
+    def __init__(self, files: PairFiles, schedule: Plan, pairs: list[int], rank: int) -> None:
+        self.files, self.schedule, self.pairs, self.rank = files, schedule, pairs, rank
+        self.start = schedule.base
 
     def __len__(self) -> int:
-        return self.length
+        return self.schedule.end
 
-    def __getitem__(self, index: int) -> int:
-        return index
+    def __iter__(self) -> Iterator[PairBatch]:
+        worker = get_worker_info()
+        first, stride = (worker.id, worker.num_workers) if worker else (0, 1)
+        for step in range(self.start + first, self.schedule.end, stride):
+            k, within = self.schedule.at(self.rank, step)
+            indices = [self.pairs[i] for i in self.schedule.batches[self.rank][k]]
+            if step == self.start or within == 0:
+                yield self.files.decode(indices, within, self.schedule.steps)
+            else:
+                yield PairBatch(tuple(self.files.names[i] for i in indices), within, self.schedule.steps)
 
 
-class _StepLoader(DataLoader):
-    """A loader with nothing to restore: a run resumed mid-epoch just goes on counting steps."""
+class _PlanLoader(DataLoader):
+    """Starts at the trainer's current step (a resumed run picks up where its checkpoint stopped). Lightning keeps
+    the step count of a resumed epoch only for a loader it can restore; this one needs nothing restored."""
+
+    def __init__(self, items: _PlanItems, trainer, **kwargs) -> None:
+        super().__init__(items, batch_size=None, **kwargs)
+        self._trainer = trainer
+
+    def __iter__(self):
+        self.dataset.start = max(self._trainer.global_step, self.dataset.schedule.base)
+        return super().__iter__()
 
     def state_dict(self) -> dict:
         return {}
@@ -216,11 +60,11 @@ class _StepLoader(DataLoader):
 
 
 class PairDataModule(LightningDataModule):
-    """Content/style pairs from image files or folders.
+    """Content/style pairs from image files or folders, streamed to the module in batches of one image shape.
 
-    Files are checked when the module is created (before any compute); pixels are decoded in ``setup``. The
-    module being trained reads ``pairs``; the train loader only counts the steps (one item per step, so the
-    progress bar shows ``step/max_steps``).
+    Every file's header is checked when the module is created (before any compute); pixels are decoded when
+    their batch comes up, so memory depends on the batch, not on the number of pairs. With several processes,
+    each optimises its own batches (see :mod:`lightning_style.plan`); a resumed run skips the finished pairs.
 
     Args:
         content: a content image, a folder of them, or a list of files and folders.
@@ -235,6 +79,9 @@ class PairDataModule(LightningDataModule):
         masks: with ``pairing: blend``, one mask image per style image, instead of weights: each style is
             painted where its mask is white (grey: partly), and where no mask is white the content gets no
             style. Masks are resized to each content image, so they must have its aspect ratio.
+        batch_size: pairs optimised together (pairs of one image shape; see the README for the measured choice).
+        steps: steps each batch is optimised for; the command line sets it from ``--model.steps``.
+        num_workers: processes that decode the next batch while one is optimised (0: decode in the main process).
     """
 
     def __init__(
@@ -246,41 +93,33 @@ class PairDataModule(LightningDataModule):
         style_scale: float = 1.0,
         style_weights: list[float] | None = None,
         masks: str | list[str] | None = None,
+        batch_size: int = 4,
+        steps: int = 500,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(image_size, int) or image_size <= 0:
             raise StyleTransferError(f"--data.image_size must be a positive number of pixels, got {image_size!r}")
         if not style_scale > 0:
             raise StyleTransferError(f"--data.style_scale must be positive, got {style_scale!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise StyleTransferError(f"--data.batch_size must be at least 1, got {batch_size!r}")
         contents, styles = image_files(content, "content"), image_files(style, "style")
         weights = [1.0] * len(styles) if style_weights is None else list(style_weights)
         if style_weights is not None and pairing != "blend":
             raise StyleTransferError("--data.style_weights needs --data.pairing blend")
         if len(weights) != len(styles) or not all(w >= 0 for w in weights) or not sum(weights) > 0:
-            raise StyleTransferError(
-                f"--data.style_weights must be {len(styles)} weights >= 0 (one per style image) with a positive sum, "
-                f"got {style_weights}"
-            )
-        if pairing == "product":
-            sources = [(c, (s,)) for c, s in itertools.product(contents, styles)]
-        elif pairing == "zip":
-            if len(contents) != len(styles) and 1 not in (len(contents), len(styles)):
-                raise StyleTransferError(
-                    f"--data.pairing zip needs as many content as style images, got {len(contents)} and {len(styles)}"
-                )
-            zipped = zip(contents * len(styles), styles) if len(contents) == 1 else zip(contents, styles * len(contents))
-            sources = [(c, (s,)) for c, s in zipped]
-        elif pairing == "blend":
-            sources = [(c, tuple(styles)) for c in contents]
-        else:
-            raise StyleTransferError(f"--data.pairing must be 'product', 'zip' or 'blend', got {pairing!r}")
-        self.sources: list[tuple[Path, tuple[Path, ...]]] = sources
+            raise StyleTransferError(f"--data.style_weights must be {len(styles)} weights >= 0 (one per style image) "
+                                     f"with a positive sum, got {style_weights}")
+        self.sources = pair_up(contents, styles, pairing)
         self.style_weights = tuple(w / sum(weights) for w in weights) if pairing == "blend" else (1.0,)
-        self.names = [pair_name(c, ss) for c, ss in sources]
+        self.names = [pair_name(c, ss) for c, ss in self.sources]
         if len(set(self.names)) < len(self.names):
-            twice = next(name for name in self.names if self.names.count(name) > 1)
+            seen = set()
+            twice = next(name for name in self.names if name in seen or seen.add(name))
             raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
         self.image_size, self.style_scale = image_size, style_scale
+        self.batch_size, self.steps, self.num_workers = batch_size, steps, num_workers
         self.masks = self._check_masks(masks, pairing, styles, style_weights)
         self.sizes: dict[Path, tuple[int, int]] = {}
         for path, role in self._files():
@@ -290,11 +129,14 @@ class PairDataModule(LightningDataModule):
             for content in contents:
                 (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
                 if abs(mw / mh - cw / ch) > 0.02 * cw / ch:
-                    raise StyleTransferError(
-                        f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a mask needs the "
-                        "content's aspect ratio (it is resized to the content)"
-                    )
-        self.pairs: list[Pair] = []
+                    raise StyleTransferError(f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a mask "
+                                             "needs the content's aspect ratio (it is resized to the content)")
+        self.files = PairFiles(tuple(self.names), tuple(self.sources), self.style_weights, tuple(self.masks),
+                               image_size, self.style_size)
+        self.finished: set[str] = set()  # pairs finished by the runs before a resume
+        self.plan: Plan | None = None  # this run's plan, over the pairs not finished before
+        self._pending: list[int] = list(range(len(self.names)))
+        self._resumed: dict | None = None
 
     @staticmethod
     def _check_masks(masks, pairing: str, styles: list[Path], style_weights) -> list[Path]:
@@ -340,33 +182,61 @@ class PairDataModule(LightningDataModule):
         styles = [resized_shape(*self.sizes[path], self.style_size) for path, role in self._files() if role == "style"]
         return contents, styles
 
+    # --- the plan and the loader --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Decode and resize every image once (pairs that share an image share its tensor)."""
-        if self.pairs:
-            return
-        images = {
-            (path, role): load_image(path, self.style_size if role == "style" else self.image_size, role)
-            for path, role in self._files()
-        }
-        self.pairs = [
-            Pair(name, images[c, "content"], tuple(images[s, "style"] for s in ss), self.style_weights,
-                 self._masks_for(images, images[c, "content"].shape[1:]))
-            for name, (c, ss) in zip(self.names, self.sources)
-        ]
+        """Decode the masks (shared by every pair) to refuse a black one before any compute."""
+        images = {(path, "mask"): load_image(path, role="mask") for path in self.masks}
+        if images:
+            self.files.masks_for(images, (8, 8))
 
-    def _masks_for(self, images: dict, size: tuple[int, int]) -> Tensor | None:
-        """``(R, H, W)`` masks at a content's size: grey levels (the mean of R, G, B) in ``[0, 1]``."""
-        if not self.masks:
-            return None
-        masks = []
-        for path in self.masks:
-            mask = images[path, "mask"].mean(0, keepdim=True)
-            if mask.max() < 0.5 / 255:
-                raise StyleTransferError(f"mask {path}: black everywhere, so its style would be painted nowhere")
-            masks.append(F.interpolate(mask[None], size=size, mode="bilinear", antialias=True)[0, 0].clamp(0, 1))
-        return torch.stack(masks)
+    def _plan(self, key: dict, before: set[str], base: int) -> tuple[list[int], Plan]:
+        """The plan of a run with ``key`` over the pairs not in ``before``, from global step ``base``."""
+        pending = [i for i, name in enumerate(self.names) if name not in before]
+        contents = [resized_shape(*self.sizes[self.sources[i][0]], key["image_size"]) for i in pending]
+        return pending, plan(contents, key["batch_size"], key["world"], key["steps"], base)
+
+    def _key(self, world: int) -> dict:
+        digest = hashlib.sha1("\n".join(self.names).encode()).hexdigest()
+        return {"world": world, "batch_size": self.batch_size, "steps": self.steps, "image_size": self.image_size,
+                "pairs": digest}
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to know which pairs are finished: the plan's key and first step, and the pairs
+        finished before it (none unless an earlier resume changed the plan). Nothing per pair otherwise."""
+        if self.plan is None:
+            return {}
+        return {"key": self._key(self.plan.world), "base": self.plan.base, "before": sorted(self.finished)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed = state_dict or None
 
     def train_dataloader(self) -> DataLoader:
-        # Lightning needs a loader: one epoch of max_steps items that carry nothing.
-        steps = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 1
-        return _StepLoader(_Steps(steps), batch_size=None)
+        """One item per step for this process, from the current step to the end of its last batch."""
+        trainer = self.trainer
+        key, step = self._key(trainer.world_size), trainer.global_step
+        resumed, self.finished, base = self._resumed, set(), 0
+        if resumed and resumed["key"]["pairs"] == key["pairs"]:
+            self.finished = set(resumed["before"])
+            if resumed["key"] == key:
+                base = resumed["base"]  # the same plan: the step count says which pairs are finished
+            else:  # another plan: the old one says which pairs it finished; the batches in progress start again
+                pending, old = self._plan(resumed["key"], self.finished, resumed["base"])
+                self.finished |= {self.names[pending[i]] for i in old.finished(step)}
+                base = step
+                rank_zero_warn(f"--ckpt_path: the batch size, steps, image size or number of processes changed; "
+                               f"{len(self.finished)} finished pairs are kept, the batches in progress start again")
+        elif resumed:
+            base = step
+            rank_zero_warn("--ckpt_path: the checkpoint was made for other pairs; every pair is optimised")
+        self._pending, self.plan = self._plan(key, self.finished, base)
+        items = _PlanItems(self.files, self.plan, self._pending, trainer.global_rank)
+        return _PlanLoader(items, trainer, num_workers=self.num_workers)
+
+    def decode(self, pairs: list[int]) -> PairBatch:
+        """The pixels of the pairs with these indices (in ``names``), as their batch's first step gets them."""
+        return self.files.decode(pairs, 0, self.steps)
+
+    def progress(self, step: int) -> tuple[int, int]:
+        """``(pairs finished, pairs in all)`` at global ``step``, over every process."""
+        done = len(self.finished) + (len(self.plan.finished(step)) if self.plan else 0)
+        return done, len(self.names)

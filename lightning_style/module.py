@@ -1,44 +1,31 @@
-"""``StyleTransfer``: the LightningModule whose only trainable parameters are the output images."""
+"""``StyleTransfer``: the LightningModule whose only trainable parameter is the batch of output images in progress."""
 
 import math
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import OptimizerCallable
+from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor, nn
 
-from .color import keep_content_colours, match_colours
-from .data import Pair, load_image, open_image
+from .checkpoints import SafeCheckpointIO, is_remote
+from .color import keep_content_colours
+from .data import PairBatch
 from .errors import NonFiniteError, StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
-from .checkpoints import SafeCheckpointIO, is_remote
-from .losses import content_loss, gram_matrix, style_loss, total_variation
+from .images import load_image, open_image
+from .objective import StyleObjective
+from .strategy import IndependentDDPStrategy
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-
-
-class Targets(NamedTuple):
-    """What the rows of one image group are matched to, at one pyramid level."""
-
-    content: dict[str, Tensor]  # layer -> (B, C, H, W) activations of the contents
-    style: dict[str, Tensor]  # layer -> (B, C, C) target Grams; with masks (B, R, C, C), one per region
-    masks: Tensor | None  # (B, R, H, W) region masks at the content's full size, or None
-
-
-def downsample(images: Tensor, factor: int) -> Tensor:
-    """``(..., H, W)`` images shrunk ``factor`` times (bilinear, antialiased); ``factor`` 1 returns them as they are."""
-    if factor == 1:
-        return images
-    h, w = images.shape[-2:]
-    batch = images.reshape(-1, *images.shape[-3:])
-    small = F.interpolate(batch, size=(round(h / factor), round(w / factor)), mode="bilinear", antialias=True)
-    return small.reshape(*images.shape[:-2], *small.shape[-2:])
+LOSS_KEYS = ("loss", "content", "style", "tv")
 
 
 def _layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dict[str, float]:
@@ -52,45 +39,51 @@ def _layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dic
 
 
 def check_trainer(trainer) -> None:
-    """Refuse a precision that would store the images themselves in 16 bits."""
+    """Refuse a precision that would store the images themselves in 16 bits, and DDP that would mix the processes'
+    images (it averages gradients and needs every process to hold parameters of the same shapes)."""
     precision = str(trainer.precision)
     if precision in ("16-true", "bf16-true"):
         raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
+    if isinstance(trainer.strategy, DDPStrategy) and not isinstance(trainer.strategy, IndependentDDPStrategy):
+        raise StyleTransferError("strategy='ddp' would average the images' gradients over the processes; use "
+                                 "strategy=lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")
 
 
 class StyleTransfer(LightningModule):
-    """Gatys et al.'s neural style transfer: optimise one image per content/style pair.
+    """Gatys et al.'s neural style transfer: optimise one image per content/style pair, a batch at a time.
 
-    The images are created in ``setup`` from the pairs of the trainer's datamodule (a :class:`PairDataModule`),
-    one ``(N, 3, H, W)`` parameter per image shape (a single batch when all contents have the same size). They are
-    the only parameters: the VGG is frozen, and its weights are kept out of checkpoints.
+    The trainer's loader (a :class:`~lightning_style.PairDataModule`) hands it :class:`~lightning_style.data.PairBatch`
+    items, one per step: a batch's pixels at its first step, then its step counter. For each batch it builds a
+    :class:`~lightning_style.objective.StyleObjective` (the targets) and one ``(B, 3, H, W)`` image parameter, the
+    only parameter of the module, optimised for ``steps`` steps with a fresh optimiser. The VGG is frozen, and its
+    weights are kept out of checkpoints.
 
     Args:
         backbone: ``vgg19_bn``, ``vgg19`` or ``vgg16``.
         weights: ``DEFAULT`` (torchvision's ImageNet weights, downloaded once into the torch hub cache), a path to
             a torchvision-format state_dict, or ``null`` for random weights (tests and smoke runs only).
+        steps: optimisation steps each pair gets (a batch of pairs is optimised together for that many steps).
         content_layers: layers matched to the content image, a list (equal weights) or ``{layer: weight}``.
         style_layers: layers whose Gram matrices are matched to the style image, a list or ``{layer: weight}``.
         content_weight: alpha, the weight of the content loss.
-        style_weight: beta, the weight of the style loss. Both losses are normalised (see :mod:`.losses`), so the
+        style_weight: beta, the weight of the style loss. Both losses are normalised (see ``losses.py``), so the
             ratio means the same for every backbone and image size.
         tv_weight: weight of the total-variation loss (smoothness); 0 turns it off.
         init: starting image: ``content``, ``style`` (the first style, resized to the content's shape), ``noise``
-            (uniform, seeded by ``seed_everything``) or the path of an image.
+            (uniform, seeded by ``seed_everything`` and the pair's name) or the path of an image.
         pooling: ``max`` (torchvision's) or ``avg`` (the paper's suggestion).
         preserve_color: ``none``; ``luminance``: the result keeps its luminance but takes the content's colours
             (YIQ, applied to what is written and logged, as neural-style's ``-original_colors``); ``histogram``:
             the style image's colours are matched to the content's (mean and covariance) before its Grams are
             taken, so the style is transferred in the photo's palette (Gatys et al. 2017).
         optimizer: called with the list of image parameters; default ``Adam(lr=0.02)``. L-BFGS works too, e.g.
-            ``class_path: torch.optim.LBFGS``, ``init_args: {lr: 1, max_iter: 1, history_size: 20}`` (see ``configs/lbfgs.yaml``).
-        levels: coarse-to-fine pyramid: with ``levels`` L > 1 the first ``level_steps`` steps are taken at
+            ``class_path: torch.optim.LBFGS``, ``init_args: {lr: 1, max_iter: 1, history_size: 20}`` (see
+            ``configs/lbfgs.yaml``); it treats a batch's images as one vector (one step length, one history).
+        levels: coarse-to-fine pyramid: with ``levels`` L > 1 a batch's first ``level_steps`` steps are taken at
             1/2^(L-1) of the size, the next ``level_steps`` at twice that, ..., and the rest at full size. The
-            images stay full-size parameters: a coarse level computes the loss on their downsampled copy, so a
-            step costs what a step at that size costs, and each level starts from the previous result with a
-            fresh optimiser state (Adam's moments and L-BFGS's curvature pairs belong to the previous level's
-            loss; measured, carrying Adam's over reaches a given loss later).
-        level_steps: steps at each coarse level.
+            images stay full-size parameters: a coarse level computes the loss on their downsampled copy, and
+            each level starts from the previous result with a fresh optimiser state.
+        level_steps: steps at each coarse level (counted within ``steps``).
         checkpointing: activation checkpointing in the VGG: less memory per pixel, for larger images, at the
             cost of one more forward pass per step (see the README's performance section).
         channels_last: run the VGG on channels-last tensors (measured in ``benchmarks/speed_options.py``).
@@ -101,6 +94,7 @@ class StyleTransfer(LightningModule):
         self,
         backbone: Backbone = "vgg19_bn",
         weights: str | None = "DEFAULT",
+        steps: int = 500,
         content_layers: list[str] | dict[str, float] = ("relu4_2",),
         style_layers: list[str] | dict[str, float] = STYLE_LAYERS,
         content_weight: float = 1.0,
@@ -121,6 +115,8 @@ class StyleTransfer(LightningModule):
         for option, value in [("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight)]:
             if not 0 <= value < math.inf:
                 raise StyleTransferError(f"--model.{option} must be a finite number >= 0, got {value}")
+        if not (isinstance(steps, int) and steps >= 1):
+            raise StyleTransferError(f"--model.steps must be >= 1, got {steps}")
         if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
             raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
         if init not in ("content", "style", "noise"):
@@ -134,37 +130,19 @@ class StyleTransfer(LightningModule):
         )
         if compile:
             self.features.compile()
-        # DDP would otherwise broadcast the frozen VGG's buffers (its weights, 80 MB) from rank 0 at every step.
-        self._ddp_params_and_buffers_to_ignore = [f"features.{name}" for name, _ in self.features.named_buffers()]
         self.optimizer = optimizer
-        self.images = nn.ParameterList()
-        self.groups: list[list[str]] = []  # pair names held in each image parameter, in row order
-        self._shards: list[Tensor] = []  # rows of each image parameter that this process optimises
-        self._targets: list[dict[int, Targets]] = []  # for those rows, by downsampling factor
-
-    # --- images -----------------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        """Create one image per pair of ``trainer.datamodule.pairs`` (a second fit continues from the images)."""
-        check_trainer(self.trainer)
-        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default: make it safe
-            self.trainer.strategy.checkpoint_io = SafeCheckpointIO()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not hasattr(datamodule, "pairs"):
-            raise StyleTransferError("StyleTransfer needs a PairDataModule: trainer.fit(model, datamodule=PairDataModule(...))")
-        datamodule.check_min_size(self.min_image_size)
-        self.pairs: dict[str, Pair] = {pair.name: pair for pair in datamodule.pairs}
-        groups: dict[tuple[int, ...], list[str]] = {}
-        for pair in datamodule.pairs:
-            groups.setdefault(tuple(pair.content.shape), []).append(pair.name)
-        if len(self.images):
-            if self.groups != list(groups.values()):
-                raise StyleTransferError("this model holds the images of other pairs than the datamodule gives")
-            return
-        self.groups = list(groups.values())
-        init = self.hparams.init
-        start = None if init in ("content", "style", "noise") else load_image(init, role="--model.init image")
-        for names in self.groups:
-            self.images.append(nn.Parameter(torch.stack([self._initial_image(self.pairs[name], start) for name in names])))
+        self.images = nn.Parameter(torch.zeros(0, 3, 1, 1))  # the batch in progress; none before the first
+        self.names: tuple[str, ...] = ()  # its pairs, in row order
+        self.objective: StyleObjective | None = None
+        self.batch_done = False  # the step just taken was the batch's last (on every process at the same step)
+        self.finished: list[tuple[str, Tensor]] = []  # then its pairs' images, for the callbacks
+        self.final_losses: dict[str, Tensor] = {}  # and their last per-pair losses
+        self.contents: Tensor | None = None  # the batch's content and style images, for colour and pictures
+        self.styles: list[tuple[Tensor, ...]] = []
+        self.skipped: list[str] = []  # pairs whose files failed to decode when their batch came up
+        self.skipped_total = 0  # over every process, known at the end of fit
+        self._step_in_batch = 0
+        self._losses: dict[str, Tensor] = {}
 
     @property
     def min_image_size(self) -> int:
@@ -172,142 +150,100 @@ class StyleTransfer(LightningModule):
         return self.features.min_size * 2 ** (self.hparams.levels - 1)
 
     def factor_at(self, step: int) -> int:
-        """How many times the images are downsampled at ``step`` (1 at full size)."""
+        """How many times the images are downsampled at a batch's ``step`` (1 at full size)."""
         level = min(step // self.hparams.level_steps, self.hparams.levels - 1)
         return 2 ** (self.hparams.levels - 1 - level)
 
-    def _initial_image(self, pair: Pair, start: Tensor | None) -> Tensor:
+    def setup(self, stage: str) -> None:
+        check_trainer(self.trainer)
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default: make it safe
+            self.trainer.strategy.checkpoint_io = SafeCheckpointIO()
+
+    # --- a batch of pairs -------------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
+        """At a batch's first step, start its images and optimiser; whenever pixels come (also the first step
+        after a resume, whose images the checkpoint restored), build its targets; at a new pyramid level, clear
+        the optimiser's state."""
+        if batch.steps != self.hparams.steps:
+            raise StyleTransferError(f"the data plans {batch.steps} steps per pair but the model {self.hparams.steps}; "
+                                     "give PairDataModule and StyleTransfer the same steps")
+        self.finished, self.batch_done, self._step_in_batch = [], False, batch.step
+        self.skipped += batch.skipped
+        if batch.contents is not None:
+            if batch.names and min(batch.contents.shape[-2:]) < self.min_image_size:
+                h, w = batch.contents.shape[-2:]
+                raise StyleTransferError(f"pair {batch.names[0]}: {w}x{h} px, but the chosen layers (and --model.levels) need "
+                                         f"at least {self.min_image_size} px on each side (raise --data.image_size)")
+            if batch.names != self.names or batch.step == 0:
+                self._start(batch)
+            self.contents, self.styles = batch.contents, batch.styles
+            self.objective = None if not batch.names else StyleObjective(
+                self.features, batch.contents, batch.styles, batch.style_weights, batch.masks,
+                content_layers=self.content_layers, style_layers=self.style_layers,
+                content_weight=self.hparams.content_weight, style_weight=self.hparams.style_weight,
+                tv_weight=self.hparams.tv_weight, histogram=self.hparams.preserve_color == "histogram",
+                factors=tuple(2**k for k in range(self.hparams.levels)),
+            )
+        if 0 < batch.step <= self.hparams.level_steps * (self.hparams.levels - 1) and batch.step % self.hparams.level_steps == 0:
+            for optimizer in self.trainer.optimizers:
+                optimizer.state.clear()  # a new level, a new loss: start the optimiser afresh
+
+    def _start(self, batch: PairBatch) -> None:
+        self.names = batch.names
+        if not batch.names:  # this process idles for a batch: one dummy pixel keeps the step count in line
+            start = torch.zeros(1, 3, 1, 1, device=self.device)
+        else:
+            init = self.hparams.init
+            image = None if init in ("content", "style", "noise") else load_image(init, role="--model.init image")
+            start = torch.stack([self._initial_image(name, content, styles[0], image)
+                                 for name, content, styles in zip(batch.names, batch.contents, batch.styles)])
+        self.images = nn.Parameter(start)
+        self.trainer.strategy.optimizers = [self.configure_optimizers()]  # state belongs to the previous batch
+
+    def _initial_image(self, name: str, content: Tensor, style: Tensor, image: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
-            return pair.content.clone()
+            return content.clone()
         if self.hparams.init == "noise":
-            # One generator per pair, seeded by its name: its start depends neither on the other pairs nor on order.
-            generator = torch.Generator().manual_seed(torch.initial_seed() + zlib.crc32(pair.name.encode()))
-            return torch.rand(pair.content.shape, generator=generator)
-        image = pair.styles[0] if start is None else start
-        return F.interpolate(image[None], size=pair.content.shape[1:], mode="bilinear", antialias=True)[0].clamp(0, 1)
+            # One generator per pair, seeded by its name: its start depends neither on its batch nor on order.
+            generator = torch.Generator().manual_seed(torch.initial_seed() + zlib.crc32(name.encode()))
+            return torch.rand(content.shape, generator=generator).to(content)
+        source = (style if image is None else image.to(content))[None]
+        return F.interpolate(source, size=content.shape[1:], mode="bilinear", antialias=True)[0].clamp(0, 1)
 
     def results(self) -> Iterator[tuple[str, Tensor]]:
-        """``(pair name, (3, H, W) image in [0, 1])`` for every pair, detached; with ``preserve_color:
-        luminance``, in the content's colours (during fit, or wherever ``pairs`` is set)."""
-        recolour = self.hparams.preserve_color == "luminance" and hasattr(self, "pairs")
-        for names, images in zip(self.groups, self.images):
-            for name, image in zip(names, images.detach()):
-                yield name, keep_content_colours(image, self.pairs[name].content.to(image)) if recolour else image
+        """``(pair name, (3, H, W) image in [0, 1])`` for each pair of the batch in progress, detached; with
+        ``preserve_color: luminance``, in the content's colours (when the batch's contents are at hand)."""
+        recolour = self.hparams.preserve_color == "luminance" and self.contents is not None
+        for row, (name, image) in enumerate(zip(self.names, self.images.detach())):
+            yield name, keep_content_colours(image, self.contents[row].to(image)) if recolour else image
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["pair_groups"] = self.groups
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
-                             weights_only=None, **kwargs) -> "StyleTransfer":
-        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True`` and from local files only."""
-        if is_remote(checkpoint_path):
-            raise StyleTransferError(f"checkpoint {checkpoint_path}: remote checkpoints are not loaded (unpickling one "
-                                     "can run code); download it and pass the local file")
-        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, True, **kwargs)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Check that a resumed run has the checkpoint's pairs and image sizes; without a datamodule
-        (``load_from_checkpoint``), create empty images of the saved shapes for the state_dict to fill."""
-        if len(self.images):
-            if checkpoint["pair_groups"] != self.groups:
-                raise StyleTransferError("--ckpt_path: the checkpoint holds other pairs than --data.content/--data.style give")
-            for index, images in enumerate(self.images):
-                saved = checkpoint["state_dict"].get(f"images.{index}")
-                if saved is None or saved.shape != images.shape:
-                    size = "x".join(map(str, saved.shape[-2:][::-1])) if saved is not None else "?"
-                    raise StyleTransferError(f"--ckpt_path: the checkpoint's images of {self.groups[index][0]} are "
-                                             f"{size} px, this run's {images.shape[-1]}x{images.shape[-2]} px; "
-                                             "resume with the checkpoint's --data.image_size")
-        else:
-            self.groups = checkpoint["pair_groups"]
-            for index in range(len(self.groups)):
-                self.images.append(nn.Parameter(torch.empty_like(checkpoint["state_dict"][f"images.{index}"])))
-
-    # --- loss --------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def on_fit_start(self) -> None:
-        """Shard the pairs over the processes (pair k goes to rank k mod world size) and compute the targets of
-        this process's pairs once, on its device, at every pyramid level: content activations and style Grams."""
-        rank, world = self.trainer.global_rank, self.trainer.world_size
-        order = {name: k for k, name in enumerate(self.pairs)}
-        self._shards, self._targets = [], []
-        for names in self.groups:
-            rows = [row for row, name in enumerate(names) if order[name] % world == rank]
-            self._shards.append(torch.tensor(rows, dtype=torch.long, device=self.device))
-            pairs = [self.pairs[names[row]] for row in rows]
-            self._targets.append({2**k: self._targets_of(pairs, 2**k) for k in range(self.hparams.levels)} if rows else {})
-
-    def _targets_of(self, pairs: list[Pair], factor: int) -> Targets:
-        content = downsample(torch.stack([pair.content for pair in pairs]).to(self.device), factor)
-        content_targets = {k: v for k, v in self.features(content).items() if k in self.content_layers}
-        grams = [self._style_grams(pair, factor) for pair in pairs]
-        style_targets = {layer: torch.cat([gram[layer] for gram in grams]) for layer in self.style_layers}
-        masks = None if pairs[0].masks is None else torch.stack([pair.masks for pair in pairs]).to(self.device)
-        return Targets(content_targets, style_targets, masks)
-
-    def _style_grams(self, pair: Pair, factor: int = 1) -> dict[str, Tensor]:
-        """``{layer: (1, C, C)}`` target Grams of a pair: a blend's are the weighted sum of its styles' Grams; with
-        masks, ``{layer: (1, R, C, C)}``, one per style. Styles shrink with the pyramid level, like the content."""
-        grams = {layer: [] for layer in self.style_layers}
-        for style, weight in zip(pair.styles, pair.style_weights):
-            if self.hparams.preserve_color == "histogram":
-                style = match_colours(style, pair.content)
-            features = self.features(downsample(style[None].to(self.device), factor))
-            for layer in self.style_layers:
-                grams[layer].append(gram_matrix(features[layer]) * (1.0 if pair.masks is not None else weight))
-        if pair.masks is not None:
-            return {layer: torch.stack(grams[layer], dim=1) for layer in self.style_layers}
-        return {layer: sum(grams[layer]) for layer in self.style_layers}
-
-    def pair_losses(self, images: Tensor, group: int, factor: int = 1) -> dict[str, Tensor]:
-        """Per-pair losses ``{name: (B,)}`` of this process's rows of one image group, at the pyramid level that
-        shrinks images ``factor`` times: ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``."""
-        targets = self._targets[group][factor]
-        images = downsample(images, factor)
-        features = self.features(images)
-        losses = {f"style/{layer}": style_loss(features[layer], targets.style[layer], targets.masks) for layer in self.style_layers}
-        losses["content"] = sum(w * content_loss(features[l], targets.content[l]) for l, w in self.content_layers.items())
-        losses["style"] = sum(w * losses[f"style/{layer}"] for layer, w in self.style_layers.items())
-        losses["tv"] = total_variation(images)
-        h = self.hparams
-        losses["loss"] = h.content_weight * losses["content"] + h.style_weight * losses["style"] + h.tv_weight * losses["tv"]
-        return losses
-
-    def training_step(self, batch: int, batch_idx: int) -> Tensor:
-        """Sum of the losses of this process's pairs, so each pair's gradient is its own; logs means over all pairs."""
-        sums, unused, factor = {}, [], self.factor_at(self.global_step)
-        for group, (images, rows) in enumerate(zip(self.images, self._shards)):
-            if not len(rows):
-                unused.append(images.sum() * 0)  # DDP expects a gradient for every parameter
-                continue
-            mine = images if len(rows) == len(images) else images[rows]
-            for key, value in self.pair_losses(mine, group, factor).items():
-                sums[key] = sums.get(key, 0) + value.sum()
-        keys = ["loss", "content", "style", *(f"style/{layer}" for layer in self.style_layers), "tv"]
-        local = torch.stack([torch.as_tensor(sums.get(key, 0.0), device=self.device) for key in keys])
-        totals = self.trainer.strategy.reduce(local.detach(), reduce_op="sum")
-        if not torch.isfinite(totals).all():
-            bad = [key for key, total in zip(keys, totals) if not torch.isfinite(total)]
-            raise NonFiniteError(f"step {self.global_step}: train/{bad[-1]} is {totals[keys.index(bad[-1])].item()}; "
+    # --- loss and optimisation ---------------------------------------------------------------------------------
+    def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
+        """The sum of the batch's per-pair losses, so each pair's gradient is its own; logs means over the batch
+        (of this process: processes exchange nothing while they optimise)."""
+        if not self.names:
+            return self.images.sum() * 0.0
+        factor = self.factor_at(batch.step)
+        losses = self.objective(self.images, factor)
+        self._losses = {key: losses[key].detach() for key in LOSS_KEYS}
+        total = losses["loss"].sum()
+        count = len(self.names)
+        if not torch.isfinite(total):
+            bad = next(key for key in ("content", "style", "tv", "loss") if not torch.isfinite(losses[key]).all())
+            raise NonFiniteError(f"step {self.global_step}: train/{bad} is {losses[bad].sum().item()}; "
                                  "stopped with the last good images (lower the loss weights or the learning rate)")
-        count = len(self.pairs)
-        self.log("train/loss", totals[0] / count, prog_bar=True, batch_size=count)
-        # Each self.log call costs about 0.5 ms, as much as a 64 px step: log the terms only when the loggers write
-        # (Lightning writes step metrics every log_every_n_steps steps and drops the values of the steps between).
+        self.log("train/loss", total / count, prog_bar=True, batch_size=count)
+        # Each self.log call costs about 0.5 ms, as much as a 64 px step: log the terms only when the loggers write.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self.log_dict({f"train/{key}": total / count for key, total in zip(keys[1:], totals[1:])}, batch_size=count)
+            terms = {f"train/{key}": losses[key].mean() for key in LOSS_KEYS[1:]}
+            terms.update({f"train/style/{layer}": losses[f"style/{layer}"].mean() for layer in self.style_layers})
             if self.hparams.levels > 1:
-                self.log("train/scale", 1 / factor, batch_size=count)
-        # DDP averages gradients over the processes and only a pair's owner computes its loss: scaling by the world
-        # size gives every pair the gradient a one-process run would give it. The value returned is the total over
-        # all pairs, the same on every process, so that L-BFGS takes the same decisions everywhere.
-        loss = local[0] * self.trainer.world_size + sum(unused)
-        return loss + (totals[0] - loss).detach()
+                terms["train/scale"] = 1 / factor
+            self.log_dict(terms, batch_size=count)
+        return total
 
-    # --- optimisation ------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        optimizer = (self.optimizer or (lambda params: torch.optim.Adam(params, lr=0.02)))(list(self.images))
+        optimizer = (self.optimizer or (lambda params: torch.optim.Adam(params, lr=0.02)))([self.images])
         if isinstance(optimizer, torch.optim.LBFGS):
             if str(self.trainer.precision) == "16-mixed":
                 raise StyleTransferError("L-BFGS cannot run with --trainer.precision 16-mixed (gradient scaling); use bf16-mixed or 32-true")
@@ -315,26 +251,72 @@ class StyleTransfer(LightningModule):
                 rank_zero_warn("L-BFGS with a line search and max_iter 1 stalls once a line search returns a zero step; use max_iter > 1 or no line search")
         return optimizer
 
-    def on_train_batch_start(self, batch: int, batch_idx: int) -> None:
-        step = self.global_step
-        if 0 < step <= self.hparams.level_steps * (self.hparams.levels - 1) and step % self.hparams.level_steps == 0:
-            for optimizer in self.trainer.optimizers:
-                optimizer.state.clear()  # a new level, a new loss: start the optimiser afresh
-
     def optimizer_step(self, *args, **kwargs) -> None:
         # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would
         # otherwise save the unclamped image, so a resumed run would differ from an uninterrupted one.
-        last_good = [images.detach().clone() for images in self.images]
+        last_good = self.images.detach().clone()
         try:
             super().optimizer_step(*args, **kwargs)
-            if not all(torch.isfinite(images).all() for images in self.images):
+            if not torch.isfinite(self.images).all():
                 raise NonFiniteError(f"step {self.global_step}: the optimiser step made an image NaN or infinite; "
                                      "stopped with the last good images (lower the learning rate)")
         except NonFiniteError:  # from here or from training_step, maybe inside an L-BFGS line search
             with torch.no_grad():
-                for images, previous in zip(self.images, last_good):
-                    images.copy_(previous)
+                self.images.copy_(last_good)
             raise
         with torch.no_grad():
-            for images in self.images:
-                images.clamp_(0, 1)
+            self.images.clamp_(0, 1)
+        if self._step_in_batch == self.hparams.steps - 1:
+            self.batch_done, self.finished, self.final_losses = True, list(self.results()), self._losses
+
+    def on_train_epoch_end(self) -> None:
+        self.trainer.should_stop = True  # the epoch went through every batch of the plan: every pair is done
+
+    def on_train_end(self) -> None:
+        count = torch.tensor(float(len(self.skipped)), device=self.device)
+        self.skipped_total = int(self.trainer.strategy.reduce(count, reduce_op="sum").item())
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Every process's batch in progress (its pairs, images and optimiser state): a checkpoint's size depends
+        on the batch and the number of processes, not on the number of pairs."""
+        optimizer = self.trainer.optimizers[0].state_dict() if self.trainer.optimizers else {}
+        mine = {"names": list(self.names), "images": self.images.detach().cpu(), "optimizer": _to_cpu(optimizer)}
+        states = [mine]
+        if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            states = [None] * self.trainer.world_size
+            dist.all_gather_object(states, mine)
+        checkpoint["in_progress"] = states
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Take this process's batch in progress from the checkpoint (images and optimiser state) when the number
+        of processes is the same; otherwise those batches start again (the data module plans the rest anew)."""
+        states = checkpoint.get("in_progress", [])
+        trainer = self._trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, len(states))
+        mine = states[rank] if len(states) == world and states else None
+        images = mine["images"] if mine else torch.zeros(0, 3, 1, 1)
+        self.names = tuple(mine["names"]) if mine else ()
+        self.images = nn.Parameter(torch.empty_like(images))
+        checkpoint["state_dict"]["images"] = images
+        checkpoint["optimizer_states"] = [mine["optimizer"]] if mine and mine["optimizer"] else []
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             weights_only=None, **kwargs) -> "StyleTransfer":
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True`` and from local files only;
+        ``results()`` then yields the first process's batch in progress."""
+        if is_remote(checkpoint_path):
+            raise StyleTransferError(f"checkpoint {checkpoint_path}: remote checkpoints are not loaded (unpickling one "
+                                     "can run code); download it and pass the local file")
+        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, True, **kwargs)
+
+
+def _to_cpu(value):
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(item) for item in value)
+    return value

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 from PIL import Image
 
 from lightning_style import PairDataModule, StyleTransfer
@@ -51,12 +52,29 @@ def hed_weights() -> Path:
         pytest.skip(f"real pretrained VGG16 unavailable: {error}")
 
 
+class Collect(pl.Callback):
+    """Keeps every finished pair's image (float, as the module made it), by pair name: ``collected(trainer)``."""
+
+    def __init__(self) -> None:
+        self.images: dict[str, torch.Tensor] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.images.update((name, image.cpu().clone()) for name, image in pl_module.finished)
+
+
+def collected(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+    """The finished pairs' images of a ``fit()`` run."""
+    return next(c for c in trainer.callbacks if isinstance(c, Collect)).images
+
+
 def fit(
     out: Path,
     content,
     style,
     *,
     steps: int = 3,
+    max_steps: int = -1,
+    batch_size: int = 4,
     image_size: int = 32,
     pairing: str = "product",
     style_weights: list[float] | None = None,
@@ -68,21 +86,23 @@ def fit(
     callbacks: tuple = (),
     **model_kwargs,
 ) -> tuple[StyleTransfer, pl.Trainer]:
-    """A short CPU fit through the Python API with random vgg16 weights (unless given)."""
+    """A short CPU fit through the Python API with random vgg16 weights (unless given): ``steps`` per pair,
+    ``max_steps`` an overall cap (a run stopped early, to resume)."""
     pl.seed_everything(seed, verbose=False)
     if model is None:
-        model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
+        model = StyleTransfer(**{"backbone": "vgg16", "weights": None, "steps": steps, **model_kwargs})
     data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_weights=style_weights,
-                          masks=masks)
+                          masks=masks, batch_size=batch_size, steps=model.hparams.steps)
     trainer = pl.Trainer(
         **{
             "accelerator": "cpu",
-            "max_steps": steps,
+            "max_steps": max_steps,
+            "max_epochs": -1,  # the module stops the run when its plan is done
             "logger": False,
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "default_root_dir": out,
-            "callbacks": [ImageWriter(str(out / "images")), *callbacks],
+            "callbacks": [ImageWriter(str(out / "images")), Collect(), *callbacks],
             **(trainer_kwargs or {}),
         }
     )

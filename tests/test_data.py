@@ -80,17 +80,17 @@ def test_special_files_given_as_images(tmp_path, images):
             PairDataModule(str(tmp_path / name), str(images["style"]))
 
 
-def test_setup_decodes_each_image_once(images):
+def test_a_batch_decodes_each_image_once(images):
     data = PairDataModule([str(images["content"]), str(images["content2"])], str(images["style"]), image_size=40)
-    data.setup("fit")
-    assert [pair.content.shape for pair in data.pairs] == [(3, 33, 40)] * 2
-    assert data.pairs[0].styles[0] is data.pairs[1].styles[0]
+    batch = data.decode([0, 1])
+    assert batch.names == ("photo__paint", "photo2__paint") and batch.contents.shape == (2, 3, 33, 40)
+    assert batch.styles[0][0] is batch.styles[1][0]
 
 
 def test_style_scale(images):
     data = PairDataModule(str(images["content"]), str(images["style"]), image_size=40, style_scale=0.5)
-    data.setup("fit")
-    assert data.pairs[0].content.shape == (3, 33, 40) and data.pairs[0].styles[0].shape == (3, 17, 20)
+    batch = data.decode([0])
+    assert batch.contents.shape == (1, 3, 33, 40) and batch.styles[0][0].shape == (3, 17, 20)
 
 
 @pytest.mark.parametrize(
@@ -166,8 +166,8 @@ def test_blend_pairs_every_content_with_all_styles(images):
     contents, styles = [str(images["content"]), str(images["content2"])], [str(images["style"]), str(images["style2"])]
     data = PairDataModule(contents, styles, pairing="blend", style_weights=[3, 1])
     assert data.names == ["photo__paint+paint2", "photo2__paint+paint2"]
-    data.setup("fit")
-    assert len(data.pairs[0].styles) == 2 and data.pairs[0].style_weights == (0.75, 0.25)
+    batch = data.decode([0])
+    assert len(batch.styles[0]) == 2 and batch.style_weights[0] == (0.75, 0.25)
 
 
 @pytest.mark.parametrize(

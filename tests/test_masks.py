@@ -24,11 +24,11 @@ def test_masks_are_resized_to_each_content(tmp_path, images):
     masks = [half_mask(tmp_path / "left.png", (96, 80)), half_mask(tmp_path / "right.png", (96, 80), "right")]
     data = PairDataModule(str(images["content"]), [str(images["style"]), str(images["style2"])], pairing="blend",
                           masks=[str(m) for m in masks], image_size=32)
-    data.setup("fit")
-    (pair,) = data.pairs
-    assert pair.masks.shape == (2, *pair.content.shape[1:])
-    assert pair.masks[0, :, :10].min() > 0.99 and pair.masks[0, :, -10:].max() < 0.01
-    torch.testing.assert_close(pair.masks.sum(0), torch.ones_like(pair.masks[0]), atol=0.02, rtol=0)
+    batch = data.decode([0])
+    masks = batch.masks[0]
+    assert masks.shape == (2, *batch.contents.shape[2:])
+    assert masks[0, :, :10].min() > 0.99 and masks[0, :, -10:].max() < 0.01
+    torch.testing.assert_close(masks.sum(0), torch.ones_like(masks[0]), atol=0.02, rtol=0)
 
 
 def test_the_style_loss_of_a_region_does_not_reach_pixels_outside_it():
@@ -49,7 +49,7 @@ def test_no_style_outside_the_masks(tmp_path, images):
     lbfgs = lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=10)
     model, _ = fit(tmp_path, images["content"], [images["style"]], pairing="blend", masks=[str(mask)], steps=10,
                    image_size=64, style_weight=1000.0, style_layers=["relu1_1", "relu2_1"], optimizer=lbfgs)
-    change = (model.images[0][0].detach() - model.pairs["photo__paint"].content).abs().mean((0, 1))
+    change = (model.images[0].detach() - model.contents[0]).abs().mean((0, 1))
     assert change[:24].mean() > 10 * change[-16:].mean()  # the left half is painted; the right, far from it, barely
 
 
@@ -61,11 +61,10 @@ def test_two_styles_in_two_regions_with_real_weights(tmp_path, hed_weights):
     masks = [half_mask(tmp_path / "left.png", (width, height)), half_mask(tmp_path / "right.png", (width, height), "right")]
     model, _ = fit(tmp_path, content, styles, pairing="blend", masks=[str(m) for m in masks], steps=60,
                    image_size=128, backbone="vgg16", weights=str(hed_weights))
-    result = model.images[0][0].detach()
-    pair = model.pairs["chelsea__swirls+embers"]
+    result = model.images[0].detach()
     left, right = result[:, :, :48], result[:, :, -48:]
     colour = lambda image: image.reshape(3, -1).mean(1)
-    swirls, embers = colour(pair.styles[0]), colour(pair.styles[1])
+    swirls, embers = colour(model.styles[0][0]), colour(model.styles[0][1])
     assert (colour(left) - swirls).norm() < (colour(left) - embers).norm()
     assert (colour(right) - embers).norm() < (colour(right) - swirls).norm()
 
@@ -108,8 +107,8 @@ def test_masks_follow_the_displayed_orientation_of_the_content(tmp_path, images)
     portrait_mask = half_mask(tmp_path / "portrait_mask.png", size=(40, 60))
     data = PairDataModule(str(tmp_path / "portrait.jpg"), str(images["style"]), pairing="blend",
                           masks=str(portrait_mask), image_size=32)
-    data.setup("fit")
-    assert data.pairs[0].masks.shape == (1, 32, 21) and data.pairs[0].content.shape == (3, 32, 21)
+    batch = data.decode([0])
+    assert batch.masks.shape == (1, 1, 32, 21) and batch.contents.shape == (1, 3, 32, 21)
     with pytest.raises(StyleTransferError, match=r"landscape_mask.png: 60x40 px, but content .*portrait.jpg is 40x60 px"):
         PairDataModule(str(tmp_path / "portrait.jpg"), str(images["style"]), pairing="blend",
                        masks=str(half_mask(tmp_path / "landscape_mask.png", size=(60, 40))))

@@ -4,20 +4,20 @@ import torch
 from lightning_style import StyleTransfer, StyleTransferError
 from lightning_style.data import load_image
 
-from conftest import fit
+from conftest import collected, fit
 
 
 def test_images_are_the_only_trainable_parameters(tmp_path, images):
     model, trainer = fit(tmp_path, images["content"], [images["style"], images["style2"]], backbone="vgg19_bn")
-    assert [name for name, _ in model.named_parameters()] == ["images.0"]
-    assert model.images[0].shape == (2, 3, 27, 32)  # two pairs, 48x40 resized to a 32 px long side
+    assert [name for name, _ in model.named_parameters()] == ["images"]
+    assert model.images.shape == (2, 3, 27, 32)  # two pairs in one batch, 48x40 resized to a 32 px long side
     optimised = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
-    assert len(optimised) == 1 and optimised[0] is model.images[0]
+    assert len(optimised) == 1 and optimised[0] is model.images
 
 
 def test_batchnorm_stays_in_eval_mode_and_its_statistics_do_not_move(tmp_path, images):
     # BatchNorm is folded into the convs, except after a tapped conv: tap conv1_1 to keep bn1_1
-    model = StyleTransfer(backbone="vgg19_bn", weights=None, content_layers=["conv1_1", "relu4_2"])
+    model = StyleTransfer(backbone="vgg19_bn", weights=None, content_layers=["conv1_1", "relu4_2"], steps=2)
     bn = model.features.net[1]
     assert isinstance(bn, torch.nn.BatchNorm2d)
     bn.running_mean.normal_()
@@ -39,27 +39,29 @@ def test_batchnorm_stays_in_eval_mode_and_its_statistics_do_not_move(tmp_path, i
 )
 def test_optimizers_lower_the_loss_and_keep_pixels_in_range(tmp_path, images, optimizer):
     model, trainer = fit(tmp_path, images["content"], images["style"], steps=8, init="noise", optimizer=optimizer)
-    initial = torch.rand(model.images[0].shape, generator=torch.Generator().manual_seed(0))
+    initial = torch.rand(model.images.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        start, end = model.pair_losses(initial, 0)["loss"], model.pair_losses(model.images[0], 0)["loss"]
+        start, end = model.objective(initial)["loss"], model.objective(model.images)["loss"]
     assert end < 0.7 * start
-    assert model.images[0].min() >= 0 and model.images[0].max() <= 1
+    assert model.images.min() >= 0 and model.images.max() <= 1
     assert trainer.global_step == 8
 
 
 def test_a_pair_in_a_batch_is_optimised_as_if_alone(tmp_path, images):
-    together, _ = fit(tmp_path / "a", [images["content"], images["content2"]], images["style"], steps=4, init="noise")
-    alone, _ = fit(tmp_path / "b", images["content2"], images["style"], steps=4, init="noise")
-    assert together.groups == [["photo__paint", "photo2__paint"]]
-    torch.testing.assert_close(together.images[0][1], alone.images[0][0], atol=1e-5, rtol=1e-5)
+    together, trainer = fit(tmp_path / "a", [images["content"], images["content2"]], images["style"], steps=4, init="noise")
+    _, alone = fit(tmp_path / "b", images["content2"], images["style"], steps=4, init="noise")
+    assert together.names == ("photo__paint", "photo2__paint")
+    torch.testing.assert_close(collected(trainer)["photo2__paint"], collected(alone)["photo2__paint"], atol=1e-5, rtol=1e-5)
 
 
 def test_pairs_of_different_sizes(tmp_path, images):
     from conftest import write_image
 
     tall = write_image(tmp_path / "in" / "tall.png", size=(30, 60), seed=5)
-    model, _ = fit(tmp_path, [images["content"], tall], images["style"])
-    assert [tuple(p.shape) for p in model.images] == [(1, 3, 27, 32), (1, 3, 32, 16)]
+    _, trainer = fit(tmp_path, [images["content"], tall], images["style"])
+    assert {name: tuple(image.shape) for name, image in collected(trainer).items()} == {
+        "photo__paint": (3, 27, 32), "tall__paint": (3, 32, 16)}  # one batch per shape
+    assert trainer.global_step == 6  # 3 steps for each batch
     written = sorted(path.name for path in (tmp_path / "images").iterdir())
     assert written == ["photo__paint.png", "tall__paint.png"]
 
@@ -67,17 +69,18 @@ def test_pairs_of_different_sizes(tmp_path, images):
 @pytest.mark.parametrize("init", ["content", "style", "noise", "file"])
 def test_init(tmp_path, images, init):
     path = str(images["style2"]) if init == "file" else init
-    model, _ = fit(tmp_path, images["content"], images["style"], steps=0, init=path, seed=7)
-    image, content = model.images[0][0].detach(), model.pairs["photo__paint"].content
+    still = lambda params: torch.optim.SGD(params, lr=0.0)  # one step that moves nothing: the start is the result
+    model, _ = fit(tmp_path, images["content"], images["style"], steps=1, init=path, seed=7, optimizer=still)
+    image, content = model.images[0].detach(), model.contents[0]
     if init == "content":
         assert torch.equal(image, content)
     elif init == "noise":
         assert image.std() > 0.2 and image.min() >= 0 and image.max() <= 1
-        again, _ = fit(tmp_path, images["content"], images["style"], steps=0, init=path, seed=7)
-        other_seed, _ = fit(tmp_path, images["content"], images["style"], steps=0, init=path, seed=8)
-        assert torch.equal(again.images[0], model.images[0]) and not torch.equal(other_seed.images[0], model.images[0])
+        again, _ = fit(tmp_path, images["content"], images["style"], steps=1, init=path, seed=7, optimizer=still)
+        other_seed, _ = fit(tmp_path, images["content"], images["style"], steps=1, init=path, seed=8, optimizer=still)
+        assert torch.equal(again.images, model.images) and not torch.equal(other_seed.images, model.images)
     else:
-        source = model.pairs["photo__paint"].styles[0] if init == "style" else load_image(images["style2"])
+        source = model.styles[0][0] if init == "style" else load_image(images["style2"])
         assert image.shape == content.shape
         torch.testing.assert_close(image.mean((1, 2)), source.mean((1, 2)), atol=0.03, rtol=0)
 
@@ -90,11 +93,11 @@ def test_checkpoints_are_small_and_load_with_weights_only(tmp_path, images):
                    callbacks=[checkpoint])
     path = tmp_path / "ckpt" / "last.ckpt"
     state = torch.load(path, weights_only=True)
-    assert list(state["state_dict"]) == ["images.0"]
+    assert list(state["state_dict"]) == ["images"]
     assert path.stat().st_size < 100_000  # a 32x27 image and Adam's two moments, no VGG weights (80 MB)
     loaded = StyleTransfer.load_from_checkpoint(path, weights=None)
     assert dict(loaded.results()).keys() == {"photo__paint"}
-    torch.testing.assert_close(loaded.images[0], model.images[0])
+    torch.testing.assert_close(loaded.images, model.images)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
@@ -107,21 +110,22 @@ def test_resume_continues_where_it_stopped(tmp_path, images, optimizer):
     }[optimizer]
     straight, _ = fit(tmp_path / "straight", images["content"], images["style"], steps=6, init="noise", optimizer=make)
     first = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=3)
-    fit(tmp_path / "first", images["content"], images["style"], steps=3, init="noise", optimizer=make,
+    fit(tmp_path / "first", images["content"], images["style"], steps=6, max_steps=3, init="noise", optimizer=make,
         callbacks=[first])
     resumed, trainer = fit(tmp_path / "resumed", images["content"], images["style"], steps=6, init="noise",
                            optimizer=make, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert trainer.global_step == 6
-    torch.testing.assert_close(resumed.images[0], straight.images[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(resumed.images, straight.images, atol=1e-6, rtol=0)
 
 
-def test_resume_with_other_images_is_refused(tmp_path, images):
+def test_resume_with_other_images_starts_every_pair(tmp_path, images):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    fit(tmp_path, images["content"], images["style"], steps=1,
+    fit(tmp_path, images["content"], images["style"], steps=2,
         callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)])
-    with pytest.raises(StyleTransferError, match="checkpoint holds other pairs"):
-        fit(tmp_path, images["content2"], images["style"], steps=2, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    with pytest.warns(UserWarning, match="the checkpoint was made for other pairs; every pair is optimised"):
+        _, trainer = fit(tmp_path, images["content2"], images["style"], steps=2, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert list(collected(trainer)) == ["photo2__paint"] and trainer.global_step == 4
 
 
 @pytest.mark.parametrize(
@@ -131,6 +135,7 @@ def test_resume_with_other_images_is_refused(tmp_path, images):
         ({"style_layers": {"relu1_1": -1.0}}, "weight of relu1_1 must be >= 0"),
         ({"content_layers": []}, "--model.content_layers is empty"),
         ({"init": "nowhere.png"}, "--model.init image nowhere.png: no such file"),
+        ({"steps": 0}, "--model.steps must be >= 1, got 0"),
     ],
 )
 def test_bad_model_options(kwargs, message):
@@ -144,8 +149,8 @@ def test_very_wide_content_and_a_much_larger_style(tmp_path, images):
     wide = write_image(tmp_path / "in" / "wide.png", size=(600, 40), seed=6)
     huge_style = write_image(tmp_path / "in" / "huge.png", size=(1500, 1200), seed=7)
     model, _ = fit(tmp_path, wide, huge_style, steps=2, image_size=256)
-    assert model.images[0].shape == (1, 3, 17, 256)
-    assert model.pairs["wide__huge"].styles[0].shape == (3, 205, 256)
+    assert model.images.shape == (1, 3, 17, 256)
+    assert model.styles[0][0].shape == (3, 205, 256)
     assert (tmp_path / "images" / "wide__huge.png").is_file()
 
 
@@ -154,9 +159,9 @@ def test_a_blend_targets_the_weighted_sum_of_its_styles_grams(tmp_path, images):
 
     model, _ = fit(tmp_path, images["content"], [images["style"], images["style2"]], steps=1, pairing="blend",
                    style_weights=[0.7, 0.3])
-    pair = model.pairs["photo__paint+paint2"]
-    grams = [gram_matrix(model.features(style[None])["relu3_1"]) for style in pair.styles]
-    torch.testing.assert_close(model._targets[0][1].style["relu3_1"], 0.7 * grams[0] + 0.3 * grams[1])
+    assert model.names == ("photo__paint+paint2",)
+    grams = [gram_matrix(model.features(style[None])["relu3_1"]) for style in model.styles[0]]
+    torch.testing.assert_close(dict(model.objective.named_buffers())["gram_relu3_1_x1"], 0.7 * grams[0] + 0.3 * grams[1])
     assert (tmp_path / "images" / "photo__paint+paint2.png").is_file()
 
 
@@ -165,4 +170,4 @@ def test_compiled_vgg_gives_the_same_images(tmp_path, images):
     plain, _ = fit(tmp_path / "plain", images["content"], images["style"], **kwargs)
     compiled, _ = fit(tmp_path / "compiled", images["content"], images["style"], compile=True, **kwargs)
     assert compiled.features._compiled_call_impl is not None
-    torch.testing.assert_close(compiled.images[0], plain.images[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(compiled.images, plain.images, atol=1e-5, rtol=0)

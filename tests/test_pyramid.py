@@ -20,14 +20,15 @@ def test_schedule():
 def test_each_level_runs_the_vgg_at_its_size_on_the_full_size_images(tmp_path):
     content = write_image(tmp_path / "photo.png", size=(128, 96), seed=1)
     style = write_image(tmp_path / "paint.png", size=(128, 96), seed=2)
-    model = StyleTransfer(backbone="vgg16", weights=None, levels=3, level_steps=2)
+    model = StyleTransfer(backbone="vgg16", weights=None, levels=3, level_steps=2, steps=5)
     sizes = []
     model.features.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
     fit(tmp_path, content, style, steps=5, image_size=128, model=model)
-    # on_fit_start: content and style targets at each level (full size, 2x, 4x smaller); then one forward per step
+    # the batch's first step: content and style targets at each level (full size, 2x, 4x smaller); then one
+    # forward per step
     assert sizes[:6] == [(96, 128), (96, 128), (48, 64), (48, 64), (24, 32), (24, 32)]
     assert sizes[6:] == [(24, 32)] * 2 + [(48, 64)] * 2 + [(96, 128)]
-    assert model.images[0].shape == (1, 3, 96, 128)
+    assert model.images.shape == (1, 3, 96, 128)
 
 
 def test_the_optimiser_starts_afresh_at_each_level(tmp_path):
@@ -47,13 +48,13 @@ def test_resume_across_a_level_change_is_exact(tmp_path, optimizer):
     style = write_image(tmp_path / "paint.png", size=(64, 64), seed=2)
     kwargs = {"image_size": 64, "levels": 2, "level_steps": 3, "init": "noise", "optimizer": LBFGS if optimizer == "lbfgs" else None}
     straight, _ = fit(tmp_path / "straight", content, style, steps=6, **kwargs)
-    fit(tmp_path / "first", content, style, steps=3, callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)], **kwargs)
+    fit(tmp_path / "first", content, style, steps=6, max_steps=3, callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)], **kwargs)
     resumed, _ = fit(tmp_path / "resumed", content, style, steps=6, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"), **kwargs)
-    torch.testing.assert_close(resumed.images[0], straight.images[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(resumed.images, straight.images, atol=1e-6, rtol=0)
 
 
 def test_images_too_small_for_the_coarsest_level(tmp_path, images):
-    with pytest.raises(StyleTransferError, match=r"photo.png: 32x27 px once resized, .*--model.levels.* at least 32 px"):
+    with pytest.raises(StyleTransferError, match=r"pair photo__paint: 32x27 px, .*--model.levels.* at least 32 px"):
         fit(tmp_path, images["content"], images["style"], image_size=32, levels=2)
 
 

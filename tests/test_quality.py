@@ -12,14 +12,13 @@ from conftest import ROOT, fit
 def test_default_weights_give_a_stylised_recognisable_image(tmp_path, hed_weights):
     content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
     model, _ = fit(tmp_path, content, style, steps=100, image_size=128, backbone="vgg16", weights=str(hed_weights))
-    result = model.images[0].detach()
-    pair = model.pairs["chelsea__swirls"]
-    photo = pair.content[None]
-    painting = torch.nn.functional.interpolate(pair.styles[0][None], size=photo.shape[2:], mode="bilinear", antialias=True)
+    result = model.images.detach()
+    photo, style = model.contents, model.styles[0][0]
+    painting = torch.nn.functional.interpolate(style[None], size=photo.shape[2:], mode="bilinear", antialias=True)
 
     with torch.no_grad():
         def style_error(image):
-            features, reference = model.features(image), model.features(pair.styles[0][None])
+            features, reference = model.features(image), model.features(style[None])
             return sum(style_loss(features[l], gram_matrix(reference[l])) for l in model.style_layers).item()
 
         def content_error(image):

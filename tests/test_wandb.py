@@ -1,7 +1,6 @@
 """The image logger with the real wandb package (offline), TensorBoard and CSV."""
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ def test_offline_wandb_run_without_credentials(tmp_path, devices):
     env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(tmp_path / "none")}
     result = run_cli(
         "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config", "configs/wandb.yaml",
-        "--data.content", "examples/content", "--trainer.max_steps", "4", "--images.every_n_steps", "2",
+        "--data.content", "examples/content", "--model.steps", "4", "--images.every_n_steps", "2",
         "--trainer.logger.init_args.save_dir", str(tmp_path), "--output.dir", str(tmp_path / "out"),
         "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto", env=env,
     )
@@ -30,24 +29,29 @@ def test_offline_wandb_run_without_credentials(tmp_path, devices):
     notice = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("W&B:")]
     assert len(notice) == 1 and "no W&B credentials" in notice[0] and "wandb sync" in notice[0]
 
-    (run,) = (tmp_path / "wandb").glob("offline-run-*")  # one run: only rank 0 logs, with every pair
-    images = sorted((run / "files" / "media" / "images" / "images").glob("*.png"))
-    assert Counter(path.name.split("_")[0] + "__swirls" for path in images) == {pair: 2 for pair in PAIRS}  # steps 2, 4
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")  # one run: only rank 0 logs
+    # The batch in progress, one picture per pair under one key: the two pairs have two shapes, so two batches,
+    # one after the other on one process (steps 2, 4, 6, 8), or one on each of two (rank 0's at steps 2, 4).
+    images = sorted((run / "files" / "media" / "images" / "images").glob("batch_*.png"))
+    assert len(images) == (4 if devices == 1 else 2)
     for path in images:
         pixels = np.asarray(Image.open(path))
-        assert pixels.shape[0] == (43 if path.name.startswith("chelsea") else 64)  # the content's height at 64 px
         assert pixels.shape[2] == 3 and pixels.std() > 20 and 20 < pixels.mean() < 235  # neither blank nor black
+    # Finished pairs, from every process, as rows of one table logged incrementally.
+    rows = [row for path in (run / "files" / "media" / "table").glob("pairs_*.table.json")
+            for row in json.loads(path.read_text())["data"]]
+    assert sorted(row[0] for row in rows) == PAIRS
+    assert all(len(row) == len(ImageLogger.COLUMNS) and 0 < row[7] <= 1 for row in rows)
 
     records = read_records(next(run.glob("run-*.wandb")))
     keys = history_keys(records)
-    for key in ["train/loss", "train/content", "train/style", "train/style/relu1_1", "train/style/relu5_1", "train/tv"]:
-        assert key in keys
-    for pair in PAIRS:
-        assert {f"quality/ssim/{pair}", f"quality/psnr/{pair}", f"images/{pair}/captions"} <= keys
+    for key in ["train/loss", "train/content", "train/style", "train/style/relu1_1", "train/style/relu5_1", "train/tv",
+                "quality/ssim", "quality/final_ssim", "pairs/_type"]:
+        assert key in keys, key
+    assert not [key for key in keys if key.startswith("images/") and "__" in key]  # no panel per pair
     recorded = config(records)
-    assert json.loads(recorded["model"])["style_weight"] == 100.0
+    assert json.loads(recorded["model"])["style_weight"] == 100.0 and json.loads(recorded["model"])["steps"] == 4
     assert json.loads(recorded["data"])["image_size"] == 64
-    assert json.loads(recorded["trainer"])["max_steps"] == 4
 
 
 def test_tensorboard_gets_images_and_csv_gets_the_figures(tmp_path, images):
@@ -57,13 +61,12 @@ def test_tensorboard_gets_images_and_csv_gets_the_figures(tmp_path, images):
     fit(tmp_path, images["content"], [images["style"], images["style2"]], steps=4,
         trainer_kwargs={"logger": [tensorboard, csv]}, callbacks=[ImageLogger(every_n_steps=2)])
     events = EventAccumulator(tensorboard.log_dir, size_guidance={"images": 0}).Reload()
-    assert sorted(events.Tags()["images"]) == ["images/photo__paint", "images/photo__paint2"]
-    for tag in events.Tags()["images"]:
-        logged = events.Images(tag)
-        assert [image.step for image in logged] == [2, 4]
-        assert (logged[0].height, logged[0].width) == (27, 32 + 4 + 32 + 4 + 32)
+    assert events.Tags()["images"] == ["images/batch"]  # one tag, whatever the number of pairs
+    logged = events.Images("images/batch")
+    assert [image.step for image in logged] == [2, 4]
+    assert (logged[0].height, logged[0].width) == (27, 2 * (32 + 4 + 32 + 4 + 32))  # the 2 pairs side by side
     header, *rows = (Path(csv.log_dir) / "metrics.csv").read_text().splitlines()
     columns = header.split(",")
-    assert {"quality/ssim", "quality/psnr/photo__paint", "quality/ssim/photo__paint2"} <= set(columns)
+    assert {"quality/ssim", "quality/psnr", "quality/final_ssim", "quality/final_psnr"} <= set(columns)
     ssim = [float(row.split(",")[columns.index("quality/ssim")]) for row in rows if row.split(",")[columns.index("quality/ssim")]]
     assert len(ssim) == 2 and all(0 < value <= 1 for value in ssim)

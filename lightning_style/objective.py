@@ -1,0 +1,102 @@
+"""``StyleObjective``: the loss of Gatys et al. for one batch of pairs, as a plain ``nn.Module``.
+
+Built once per batch from its pixels: the content activations and the style Gram matrices (and masks) become
+buffers, at every pyramid level; calling it on a batch of images returns per-pair losses. No Trainer, no files.
+"""
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .color import match_colours
+from .features import VGGFeatures
+from .losses import content_loss, gram_matrix, style_loss, total_variation
+
+
+def downsample(images: Tensor, factor: int) -> Tensor:
+    """``(..., H, W)`` images shrunk ``factor`` times (bilinear, antialiased); ``factor`` 1 returns them as they are."""
+    if factor == 1:
+        return images
+    h, w = images.shape[-2:]
+    batch = images.reshape(-1, *images.shape[-3:])
+    small = F.interpolate(batch, size=(round(h / factor), round(w / factor)), mode="bilinear", antialias=True)
+    return small.reshape(*images.shape[:-2], *small.shape[-2:])
+
+
+class StyleObjective(nn.Module):
+    """Targets and per-pair losses of one batch of pairs.
+
+    Args:
+        features: the frozen VGG (shared, not copied).
+        contents: ``(B, 3, H, W)`` content images in ``[0, 1]``.
+        styles: for each pair, its style images ``(3, h, w)`` (several for a blend or for masks).
+        style_weights: for each pair, one weight per style (a blend's Grams are their weighted sum).
+        masks: ``(B, R, H, W)`` region masks, one per style, or ``None``.
+        content_layers, style_layers: ``{layer: weight}``.
+        content_weight, style_weight, tv_weight: alpha, beta and the total-variation weight.
+        histogram: match each style's colours to its content's before taking its Grams.
+        factors: the pyramid's downsampling factors to build targets for (``(1,)`` without a pyramid).
+
+    Calling it with ``(B, 3, H, W)`` images returns ``{name: (B,)}`` losses: ``loss``, ``content``, ``style``,
+    ``style/<layer>``, ``tv``; pair ``i``'s losses depend on image ``i`` only.
+    """
+
+    def __init__(
+        self,
+        features: VGGFeatures,
+        contents: Tensor,
+        styles: list[tuple[Tensor, ...]],
+        style_weights: list[tuple[float, ...]],
+        masks: Tensor | None,
+        *,
+        content_layers: Mapping[str, float],
+        style_layers: Mapping[str, float],
+        content_weight: float = 1.0,
+        style_weight: float = 100.0,
+        tv_weight: float = 0.0,
+        histogram: bool = False,
+        factors: tuple[int, ...] = (1,),
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
+        self.weights, self.histogram = (content_weight, style_weight, tv_weight), histogram
+        self.register_buffer("masks", masks, persistent=False)
+        with torch.no_grad():
+            for factor in factors:
+                activations = features(downsample(contents, factor))
+                for layer in self.content_layers:
+                    self.register_buffer(f"content_{layer}_x{factor}", activations[layer], persistent=False)
+                grams = [self._grams(pair, factor, contents[i], weights)
+                         for i, (pair, weights) in enumerate(zip(styles, style_weights))]
+                for layer in self.style_layers:
+                    self.register_buffer(f"gram_{layer}_x{factor}", torch.cat([g[layer] for g in grams]), persistent=False)
+
+    def _grams(self, styles: tuple[Tensor, ...], factor: int, content: Tensor, weights: tuple[float, ...]) -> dict[str, Tensor]:
+        """``{layer: (1, C, C)}``: the weighted sum of the styles' Grams; with masks ``(1, R, C, C)``, one each."""
+        grams = {layer: [] for layer in self.style_layers}
+        for style, weight in zip(styles, weights):
+            if self.histogram:
+                style = match_colours(style, content)
+            activations = self.features(downsample(style[None], factor))
+            for layer in self.style_layers:
+                grams[layer].append(gram_matrix(activations[layer]) * (1.0 if self.masks is not None else weight))
+        if self.masks is not None:
+            return {layer: torch.stack(grams[layer], dim=1) for layer in self.style_layers}
+        return {layer: sum(grams[layer]) for layer in self.style_layers}
+
+    def forward(self, images: Tensor, factor: int = 1) -> dict[str, Tensor]:
+        """Per-pair losses of ``(B, 3, H, W)`` images at the pyramid level that shrinks them ``factor`` times."""
+        images = downsample(images, factor)
+        activations = self.features(images)
+        losses = {f"style/{layer}": style_loss(activations[layer], getattr(self, f"gram_{layer}_x{factor}"), self.masks)
+                  for layer in self.style_layers}
+        losses["content"] = sum(w * content_loss(activations[l], getattr(self, f"content_{l}_x{factor}"))
+                                for l, w in self.content_layers.items())
+        losses["style"] = sum(w * losses[f"style/{layer}"] for layer, w in self.style_layers.items())
+        losses["tv"] = total_variation(images)
+        alpha, beta, tv = self.weights
+        losses["loss"] = alpha * losses["content"] + beta * losses["style"] + tv * losses["tv"]
+        return losses

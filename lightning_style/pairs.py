@@ -1,0 +1,114 @@
+"""Pairs of image files: their names, how contents meet styles, and the pixels of a batch of them (``PairBatch``)."""
+
+import hashlib
+import itertools
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import StyleTransferError
+from .images import load_image
+
+MAX_NAME_BYTES = 200  # a pair's name, so that "<name>.png" fits the usual 255-byte limit on file names
+
+
+def pair_name(content: Path, styles: Sequence[Path]) -> str:
+    """``<content-stem>__<style-stem>`` (``+``-joined for several styles); a name longer than 200 bytes (a blend
+    of many styles) becomes ``<content-stem>__<N>-styles-<hash>``, short and the same on every run."""
+    name = f"{content.stem}__{'+'.join(style.stem for style in styles)}"
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    short = lambda stem, limit: stem.encode()[:limit].decode(errors="ignore")  # whole UTF-8 characters only
+    styles_part = f"{len(styles)}-styles" if len(styles) > 1 else short(styles[0].stem, 60)
+    return f"{short(content.stem, 120)}__{styles_part}-{digest}"
+
+
+def pair_up(contents: list[Path], styles: list[Path], pairing: str) -> list[tuple[Path, tuple[Path, ...]]]:
+    """``(content, styles)`` of every pair: ``product``, ``zip`` (a single image on one side goes with every
+    image on the other) or ``blend`` (each content with all the styles)."""
+    if pairing == "product":
+        return [(c, (s,)) for c, s in itertools.product(contents, styles)]
+    if pairing == "zip":
+        if len(contents) != len(styles) and 1 not in (len(contents), len(styles)):
+            raise StyleTransferError(f"--data.pairing zip needs as many content as style images, got {len(contents)} and {len(styles)}")
+        zipped = zip(contents * len(styles), styles) if len(contents) == 1 else zip(contents, styles * len(contents))
+        return [(c, (s,)) for c, s in zipped]
+    if pairing == "blend":
+        return [(c, tuple(styles)) for c in contents]
+    raise StyleTransferError(f"--data.pairing must be 'product', 'zip' or 'blend', got {pairing!r}")
+
+
+@dataclass
+class PairBatch:
+    """What the module gets at one step: the step within the batch and, at the batch's first step (or the first
+    after a resume), the pixels of its pairs; between those, the pixels stay ``None`` and nothing is decoded.
+
+    ``contents`` is ``(B, 3, H, W)`` in ``[0, 1]``; ``styles[i]`` the style images of pair ``i`` (several for a
+    blend or masks), ``style_weights[i]`` their weights; ``masks`` ``(B, R, H, W)`` or ``None``; ``skipped`` the
+    pairs of the batch whose files could not be decoded (left out of ``names``). An empty ``names`` means this
+    process idles for the batch's steps.
+    """
+
+    names: tuple[str, ...]
+    step: int
+    steps: int
+    contents: Tensor | None = None
+    styles: list[tuple[Tensor, ...]] = field(default_factory=list)
+    style_weights: list[tuple[float, ...]] = field(default_factory=list)
+    masks: Tensor | None = None
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """Every pair's files and how to decode a batch of them (small and picklable, for loader workers)."""
+
+    names: tuple[str, ...]
+    sources: tuple[tuple[Path, tuple[Path, ...]], ...]
+    style_weights: tuple[float, ...]
+    masks: tuple[Path, ...]
+    image_size: int
+    style_size: int
+
+    def decode(self, pairs: list[int], step: int, steps: int) -> PairBatch:
+        """Decode the pairs of one batch (each file once); a pair whose file fails to decode now is left out with
+        one warning line (its headers were fine at start-up)."""
+        images, names, skipped, rows = {}, [], [], []
+        for index in pairs:
+            content, styles = self.sources[index]
+            try:
+                for path, role in [(content, "content"), *((s, "style") for s in styles), *((m, "mask") for m in self.masks)]:
+                    if (path, role) not in images:
+                        size = {"content": self.image_size, "style": self.style_size, "mask": None}[role]
+                        images[path, role] = load_image(path, size, role)
+                masks = self.masks_for(images, images[content, "content"].shape[1:])
+            except StyleTransferError as error:
+                warnings.warn(f"skipping pair {self.names[index]}: {error}", stacklevel=1)  # on every process
+                skipped.append(self.names[index])
+                continue
+            names.append(self.names[index])
+            rows.append((images[content, "content"], tuple(images[s, "style"] for s in styles), masks))
+        if not rows:
+            return PairBatch((), step, steps, torch.zeros(0, 3, 1, 1), skipped=tuple(skipped))
+        contents, styles, masks = zip(*rows)
+        return PairBatch(tuple(names), step, steps, torch.stack(contents), list(styles),
+                         [self.style_weights] * len(rows), None if masks[0] is None else torch.stack(masks),
+                         tuple(skipped))
+
+    def masks_for(self, images: dict, size: tuple[int, int]) -> Tensor | None:
+        """``(R, H, W)`` masks at a content's size: grey levels (the mean of R, G, B) in ``[0, 1]``."""
+        if not self.masks:
+            return None
+        masks = []
+        for path in self.masks:
+            mask = images[path, "mask"].mean(0, keepdim=True)
+            if mask.max() < 0.5 / 255:
+                raise StyleTransferError(f"mask {path}: black everywhere, so its style would be painted nowhere")
+            masks.append(F.interpolate(mask[None], size=size, mode="bilinear", antialias=True)[0, 0].clamp(0, 1))
+        return torch.stack(masks)

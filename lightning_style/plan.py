@@ -1,0 +1,74 @@
+"""Which pairs each process optimises, in which batch, at which step: a pure function of the pairs' shapes.
+
+Every process computes the same plan from the same inputs, so no process has to tell another what it does, and a
+resumed run finds its place from the step counter alone.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Batch = tuple[int, ...]  # indices of the pairs optimised together; empty: the process idles for that batch's steps
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Each process's batches, in order, ``steps`` steps each, starting at global step ``base``.
+
+    Every process has the same number of batches (so all reach each checkpoint and logging step together);
+    where the batches cannot be dealt evenly, a process idles (an empty batch) for the last round.
+    """
+
+    batches: tuple[tuple[Batch, ...], ...]  # [rank][k]
+    steps: int
+    base: int = 0
+
+    @property
+    def world(self) -> int:
+        return len(self.batches)
+
+    @property
+    def end(self) -> int:
+        """The global step at which every batch is finished."""
+        return self.base + len(self.batches[0]) * self.steps
+
+    def at(self, rank: int, step: int) -> tuple[int, int]:
+        """``(batch number, step within the batch)`` of process ``rank`` at global step ``step``."""
+        return divmod(step - self.base, self.steps)
+
+    def finished(self, step: int) -> list[int]:
+        """The pairs of every process's batches finished before global step ``step``."""
+        count = max(0, min((step - self.base) // self.steps, len(self.batches[0])))
+        return sorted(pair for rank in self.batches for batch in rank[:count] for pair in batch)
+
+
+def plan(shapes: Sequence[tuple[int, int]], batch_size: int, world: int, steps: int, base: int = 0) -> Plan:
+    """Group the pairs by image shape into batches of at most ``batch_size`` and deal them to ``world`` processes.
+
+    Within a shape, batches have sizes that differ by at most one. While the number of batches is not a multiple
+    of ``world``, the largest batch is split in two (smaller batches cost less per step, so the processes finish
+    together); only when every batch holds a single pair does a process idle. Batch ``k`` goes to process
+    ``k mod world``. Pair order within a batch follows the input order.
+
+    >>> plan([(4, 4)] * 5, batch_size=2, world=2, steps=10).batches
+    (((0,), (2, 3)), ((1,), (4,)))
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, shape in enumerate(shapes):
+        groups.setdefault(tuple(shape), []).append(index)
+    batches: list[Batch] = []
+    for members in groups.values():
+        count = math.ceil(len(members) / batch_size)
+        size, extra = divmod(len(members), count)
+        start = 0
+        for k in range(count):
+            stop = start + size + (k < extra)
+            batches.append(tuple(members[start:stop]))
+            start = stop
+    while len(batches) % world and any(len(batch) > 1 for batch in batches):
+        k = max(range(len(batches)), key=lambda k: len(batches[k]))
+        batch = batches[k]
+        half = (len(batch) + 1) // 2
+        batches[k : k + 1] = [batch[:half], batch[half:]]
+    batches += [()] * (-len(batches) % world)
+    return Plan(tuple(tuple(batches[rank::world]) for rank in range(world)), steps, base)

@@ -1,0 +1,153 @@
+"""Any number of pairs through fixed-size batches: the plan, the objective on its own, memory that does not grow
+with the pairs, a killed run that goes on without redoing finished pairs, and a file that fails late."""
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_style import StyleObjective
+from lightning_style.features import VGGFeatures
+from lightning_style.plan import plan
+
+from collect_results import load_results
+from conftest import ROOT, collected, fit, run_cli, write_image
+
+
+@pytest.mark.parametrize("pairs, batch_size, world", list(itertools.product([1, 2, 3, 7, 10, 33], [1, 2, 4, 8], [1, 2, 3, 8])))
+def test_every_pair_is_planned_once_and_the_processes_share_evenly(pairs, batch_size, world):
+    shapes = [(32, 40) if k % 3 else (40, 32) for k in range(pairs)]
+    schedule = plan(shapes, batch_size, world, steps=5, base=10)
+    batches = [batch for rank in schedule.batches for batch in rank]
+    assert sorted(pair for batch in batches for pair in batch) == list(range(pairs))  # none dropped, none twice
+    assert all(len({shapes[pair] for pair in batch}) <= 1 and len(batch) <= batch_size for batch in batches)
+    assert len({len(rank) for rank in schedule.batches}) == 1  # every process runs the same number of steps
+    idle = sum(not batch for batch in batches)
+    assert idle == 0 or all(len(batch) <= 1 for batch in batches)  # a process idles only when nothing can be split
+    assert idle < world
+    assert schedule.end == 10 + len(schedule.batches[0]) * 5
+    assert schedule.finished(schedule.end) == list(range(pairs)) and schedule.finished(10) == []
+
+
+def test_the_objective_alone_gives_each_pair_its_own_loss():
+    torch.manual_seed(0)
+    features = VGGFeatures(["relu1_1", "relu2_1", "relu2_2"], "vgg16", None)
+    contents, styles = torch.rand(2, 3, 24, 32), [(torch.rand(3, 30, 30),), (torch.rand(3, 20, 28),)]
+    layers = {"content_layers": {"relu2_2": 1.0}, "style_layers": {"relu1_1": 0.5, "relu2_1": 0.5}}
+    both = StyleObjective(features, contents, styles, [(1.0,), (1.0,)], None, **layers)
+    second = StyleObjective(features, contents[1:], styles[1:], [(1.0,)], None, **layers)
+    images = torch.rand(2, 3, 24, 32)
+    losses = both(images)
+    assert set(losses) == {"loss", "content", "style", "tv", "style/relu1_1", "style/relu2_1"}
+    assert all(value.shape == (2,) for value in losses.values())
+    torch.testing.assert_close(losses["loss"][1:], second(images[1:])["loss"])
+    assert both(contents)["content"].abs().max() < 1e-6  # the content itself has no content loss
+    assert not list(both.state_dict())  # targets are rebuilt from pixels, never saved
+
+
+def test_batches_stream_through_the_module(tmp_path):
+    contents = [write_image(tmp_path / "in" / f"photo{k}.png", seed=k) for k in range(5)]
+    style = write_image(tmp_path / "paint.png", seed=9)
+    model, trainer = fit(tmp_path, [str(path) for path in contents], str(style), steps=2, batch_size=2)
+    assert sorted(collected(trainer)) == [f"photo{k}__paint" for k in range(5)]
+    assert trainer.global_step == 3 * 2  # batches of 2, 2 and 1
+    assert sorted(path.name for path in (tmp_path / "images").iterdir()) == [f"photo{k}__paint.png" for k in range(5)]
+    assert model.images.shape[0] == 1  # only the last batch is held
+
+
+def test_a_pair_gives_the_same_result_in_any_batch(tmp_path):
+    contents = [str(write_image(tmp_path / "in" / f"photo{k}.png", seed=k)) for k in range(3)]
+    style = str(write_image(tmp_path / "paint.png", seed=9))
+    runs = [collected(fit(tmp_path / f"b{size}", contents, style, steps=3, batch_size=size, init="noise")[1])
+            for size in (1, 3)]
+    for name in runs[0]:
+        torch.testing.assert_close(runs[0][name], runs[1][name], atol=1e-5, rtol=1e-5)
+
+
+def peak_memory_mb(tmp_path: Path, contents: int) -> float:
+    """Peak RSS of a run over ``contents`` x 4 pairs of 192 px images, in batches of 2, in a fresh process."""
+    folder = tmp_path / f"{contents}"
+    for k in range(contents):
+        write_image(folder / "contents" / f"c{k}.png", size=(192, 160), seed=k)
+    for k in range(4):
+        write_image(folder / "styles" / f"s{k}.png", size=(192, 160), seed=100 + k)
+    args = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--data.image_size", "192",
+            "--data.content", str(folder / "contents"), "--data.style", str(folder / "styles"), "--data.batch_size", "2",
+            "--model.steps", "1", "--model.style_layers", "[relu1_1]", "--model.content_layers", "[relu1_2]",
+            "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+            "--output.dir", str(folder / "out")]
+    code = ("import resource, sys\nfrom lightning_style.cli import main\n"
+            f"main({args!r})\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(list((folder / "out").glob("*.png"))) == contents * 4
+    return int(result.stdout.split()[-1]) / 1024
+
+
+def test_memory_does_not_grow_with_the_number_of_pairs(tmp_path):
+    # 8 and 80 pairs; holding every pair (image, content, style, Adam's moments: 5 x 192x160x3 floats, 1.8 MB each)
+    # would take about 150 MB more for 80 pairs.
+    few, many = peak_memory_mb(tmp_path, 2), peak_memory_mb(tmp_path, 20)
+    assert many - few < 40, (few, many)
+
+
+def test_a_file_that_fails_to_decode_late_skips_its_pair(tmp_path, monkeypatch, capsys):
+    photos = tmp_path / "photos"
+    for k in range(3):
+        write_image(photos / f"p{k}.png", size=(64, 48), seed=k)
+    data = (photos / "p1.png").read_bytes()
+    (photos / "p1.png").write_bytes(data[: len(data) // 2])  # the header is fine: found when its batch comes up
+    monkeypatch.chdir(ROOT)
+    from conftest import run_main
+
+    with pytest.warns(UserWarning, match=r"skipping pair p1__swirls: content .*p1.png: truncated or corrupt image"):
+        code, _ = run_main("fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml",
+                           "--data.content", str(photos), "--data.batch_size", "1", "--output.dir", str(tmp_path / "out"),
+                           "--trainer.logger", "false")
+    assert code == 1
+    summary = capsys.readouterr().out
+    assert "2 of 3 pairs stylised" in summary and "1 skipped" in summary
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["p0__swirls.png", "p2__swirls.png"]
+
+
+def test_killed_run_goes_on_without_redoing_finished_pairs(tmp_path):
+    for k in range(3):
+        write_image(tmp_path / "photos" / f"p{k}.png", size=(64, 48), seed=k)
+    args = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--model.init", "noise",
+            "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--model.steps", "40",
+            "--trainer.callbacks.init_args.every_n_train_steps", "5", "--trainer.logger", "false",
+            "--trainer.callbacks+=collect_results.SaveFinished", "--output.dir", str(tmp_path / "out")]
+    env = {"PYTHONPATH": str(ROOT / "tests")}
+    script = Path(sys.executable).with_name("lightning-style")
+    last = tmp_path / "out" / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen([str(script), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, **env, "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "killed")})
+    try:
+        deadline = time.time() + 120  # a hang detector, not a timing assumption
+        while time.time() < deadline and not (last.exists() and torch.load(last, weights_only=True)["global_step"] >= 50):
+            time.sleep(0.1)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 50 <= killed_at < 120, "the run ended before it could be killed"
+    first = tmp_path / "out" / "p0__swirls.png"
+    written = first.stat().st_mtime_ns
+    resumed = run_cli(*args, "--ckpt_path", "last", env={**env, "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "resumed")})
+    assert resumed.returncode == 0, resumed.stderr
+    assert first.stat().st_mtime_ns == written  # finished before the kill: not redone
+    assert "p0__swirls" not in load_results(tmp_path / "resumed")
+    straight = run_cli(*args[:-1], str(tmp_path / "straight"),
+                       env={**env, "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "straight-results")})
+    assert straight.returncode == 0, straight.stderr
+    pieces = {**load_results(tmp_path / "killed"), **load_results(tmp_path / "resumed")}
+    expected = load_results(tmp_path / "straight-results")
+    assert pieces.keys() == expected.keys() == {"p0__swirls", "p1__swirls", "p2__swirls"}
+    for name in expected:
+        torch.testing.assert_close(pieces[name], expected[name], atol=1e-6, rtol=0, msg=name)
