@@ -1,6 +1,7 @@
 """The ``lightning-style`` command: a ``LightningCLI`` over ``StyleTransfer`` and ``PairDataModule``."""
 
 import json
+import logging
 import os
 import shlex
 import sys
@@ -157,15 +158,25 @@ def _check_config_files(args: list[str]) -> None:
                 raise StyleTransferError(f"--config {value}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
+def _no_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip")
+
+
 def main(args: list[str] | None = None) -> None:
     """Run the command line (``args`` replaces ``sys.argv[1:]``, for tests and notebooks).
 
     Bad input exits with one ``lightning-style: error: ...`` line; ``LIGHTNING_STYLE_DEBUG=1`` shows the traceback.
     """
-    # Expected here: the train loader only counts steps (workers would not help), and the VGG is frozen in eval mode.
+    # Expected here: a batch is decoded once for its many steps (--data.num_workers decodes ahead if wanted), and the
+    # VGG is frozen in eval mode.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # Lightning's own call into torch's pytree
+    warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # its workers share the steps
+    rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if _no_tips not in rank_zero_log.filters:
+        rank_zero_log.addFilter(_no_tips)  # adverts for other products
     args = sys.argv[1:] if args is None else list(args)
     try:
         _check_config_files(args)

