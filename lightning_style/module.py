@@ -17,11 +17,11 @@ from torch import Tensor, nn
 
 from .checkpoints import SafeCheckpointIO, is_remote
 from .color import keep_content_colours
-from .data import PairBatch
 from .errors import NonFiniteError, StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
 from .images import load_image, open_image
 from .objective import StyleObjective
+from .pairs import PairBatch
 from .strategy import IndependentDDPStrategy
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
