@@ -238,5 +238,5 @@ class PairDataModule(LightningDataModule):
 
     def progress(self, step: int) -> tuple[int, int]:
         """``(pairs finished, pairs in all)`` at global ``step``, over every process."""
-        done = len(self.finished) + (len(self.plan.finished(step)) if self.plan else 0)
+        done = len(self.finished) + (self.plan.finished_count(step) if self.plan else 0)
         return done, len(self.names)

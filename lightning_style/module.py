@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.apply_func import move_data_to_device
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import OptimizerCallable
@@ -281,7 +282,8 @@ class StyleTransfer(LightningModule):
         """Every process's batch in progress (its pairs, images and optimiser state): a checkpoint's size depends
         on the batch and the number of processes, not on the number of pairs."""
         optimizer = self.trainer.optimizers[0].state_dict() if self.trainer.optimizers else {}
-        mine = {"names": list(self.names), "images": self.images.detach().cpu(), "optimizer": _to_cpu(optimizer)}
+        cpu = torch.device("cpu")
+        mine = {"names": list(self.names), "images": self.images.detach().cpu(), "optimizer": move_data_to_device(optimizer, cpu)}
         states = [mine]
         if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             states = [None] * self.trainer.world_size
@@ -311,12 +313,3 @@ class StyleTransfer(LightningModule):
                                      "can run code); download it and pass the local file")
         return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, True, **kwargs)
 
-
-def _to_cpu(value):
-    if isinstance(value, Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {key: _to_cpu(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(item) for item in value)
-    return value

@@ -5,6 +5,7 @@ resumed run finds its place from the step counter alone.
 """
 
 import math
+from functools import cached_property
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,10 +37,25 @@ class Plan:
         """``(batch number, step within the batch)`` of process ``rank`` at global step ``step``."""
         return divmod(step - self.base, self.steps)
 
+    def _rounds(self, step: int) -> int:
+        """How many batches each process has finished before global step ``step``."""
+        return max(0, min((step - self.base) // self.steps, len(self.batches[0])))
+
     def finished(self, step: int) -> list[int]:
         """The pairs of every process's batches finished before global step ``step``."""
-        count = max(0, min((step - self.base) // self.steps, len(self.batches[0])))
-        return sorted(pair for rank in self.batches for batch in rank[:count] for pair in batch)
+        rounds = self._rounds(step)
+        return sorted(pair for rank in self.batches for batch in rank[:rounds] for pair in batch)
+
+    def finished_count(self, step: int) -> int:
+        """``len(finished(step))``, without listing the pairs (the progress bar asks at every step)."""
+        return self._counts[self._rounds(step)]
+
+    @cached_property
+    def _counts(self) -> list[int]:
+        counts = [0]
+        for round_ in zip(*self.batches):
+            counts.append(counts[-1] + sum(len(batch) for batch in round_))
+        return counts
 
 
 def plan(shapes: Sequence[tuple[int, int]], batch_size: int, world: int, steps: int, base: int = 0) -> Plan:

