@@ -16,7 +16,7 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from .errors import StyleTransferError, WriteError
+from .errors import NonFiniteError, StyleTransferError, WriteError
 from .files import check_folder, check_outputs, replace_atomically
 
 
@@ -113,10 +113,12 @@ class ImageWriter(pl.Callback):
             self._write_or_stop(trainer, pl_module.finished)
             self._written = tuple(name for name, _ in pl_module.finished)
         elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            pl_module.check_finite()  # never a NaN image on disk
             self.write(pl_module.results())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if pl_module.names and pl_module.names != self._written and trainer.global_step > self._start_step:
+            pl_module.check_finite()
             self.write(pl_module.results())  # a run stopped mid-batch (max_steps): its current images
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -125,14 +127,28 @@ class ImageWriter(pl.Callback):
             raise failed
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        optimised = self._start_step is not None and trainer.global_step > self._start_step
+        # NaN: the images were put back to those of global step images_step, which this run optimised if that is
+        # later than its start; otherwise the images of the step that was interrupted.
+        step = exception.images_step if isinstance(exception, NonFiniteError) else trainer.global_step
+        optimised = self._start_step is not None and step is not None and step > self._start_step
         if optimised and pl_module.names != self._written and not isinstance(exception, (StyleTransferError, WriteError)):
             self.write(pl_module.results())
 
 
 class StepProgressBar(TQDMProgressBar):
     """Progress bar over optimisation steps, ``step/total`` with the loss and ``pairs=done/all``, also across a
-    resume (Lightning's bar counts batches of the current epoch, which a resumed run restarts)."""
+    resume (Lightning's bar counts batches of the current epoch, which a resumed run restarts).
+
+    Args:
+        refresh_rate: move the bar every this many steps (0: no bar).
+        metrics_every_n_steps: show the loss every this many steps: reading it makes the host wait for the
+            device, which a GPU step of a few milliseconds should not do every step.
+        kwargs: Lightning's ``TQDMProgressBar``'s.
+    """
+
+    def __init__(self, refresh_rate: int = 1, metrics_every_n_steps: int = 10, **kwargs) -> None:
+        super().__init__(refresh_rate=refresh_rate, **kwargs)
+        self.metrics_every_n_steps = metrics_every_n_steps
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -156,17 +172,24 @@ class StepProgressBar(TQDMProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
         metrics = {key: value for key, value in super().get_metrics(trainer, pl_module).items() if key != "v_num"}
+        if (loss := trainer.callback_metrics.get("train/loss")) is not None:
+            metrics["train/loss"] = f"{loss.item():.3g}"  # the module logs it without prog_bar (see there)
         if hasattr(trainer.datamodule, "progress"):
             done, total = trainer.datamodule.progress(trainer.global_step)
             metrics["pairs"] = f"{done}/{total}"
         return metrics
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self._train_progress_bar is not None:
+            self._train_progress_bar.close()  # end its line: the error message goes on a line of its own
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
-        step = trainer.global_step
-        if self.refresh_rate and (step % self.refresh_rate == 0 or step == self._total(trainer)):
+        step, total = trainer.global_step, self._total(trainer)
+        if self.refresh_rate and (step % self.refresh_rate == 0 or step == total):
             bar = self.train_progress_bar
-            bar.n = step
-            bar.set_postfix(self.get_metrics(trainer, pl_module))
+            if step % self.metrics_every_n_steps == 0 or step == total:  # reading the loss waits for the device
+                bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.update(step - bar.n)  # tqdm redraws at most every 0.1 s
 
 
 class ImageLogger(pl.Callback):
@@ -257,8 +280,12 @@ class StepCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``last.ckpt`` is also written at the end of fit, whatever step that is.
 
     Lightning's writes it at the end only if it wrote none before, so a run that stops between two
-    ``every_n_train_steps`` (for example a resumed one) would keep an older ``last.ckpt``.
+    ``every_n_train_steps`` (for example a resumed one) would keep an older ``last.ckpt``. The defaults are the
+    command line's: ``last.ckpt`` every 100 steps, no other checkpoint kept. Other arguments are Lightning's.
     """
+
+    def __init__(self, every_n_train_steps: int = 100, save_top_k: int = 0, save_last: bool = True, **kwargs) -> None:
+        super().__init__(every_n_train_steps=every_n_train_steps, save_top_k=save_top_k, save_last=save_last, **kwargs)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)

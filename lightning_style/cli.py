@@ -8,18 +8,21 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Literal
 
+import torch
+from jsonargparse import Namespace
+from lightning_utilities.core.rank_zero import rank_zero_info, rank_zero_warn
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_utilities.core.rank_zero import rank_zero_info, rank_zero_warn
-
-from .callbacks import ImageLogger, ImageWriter, StepProgressBar
+from .callbacks import ImageLogger, ImageWriter, StepCheckpoint, StepProgressBar
 from .checkpoints import read_checkpoint
 from .data import PairDataModule
 from .errors import NonFiniteError, StyleTransferError, WriteError
 from .files import check_folder
+from .help import FIT_PARSER, MAIN_PARSER, arrange_help
 from .module import StyleTransfer, check_trainer
 from .resources import check_memory
 from .strategy import IndependentDDPStrategy
@@ -36,32 +39,99 @@ class SaveConfigToLoggers(SaveConfigCallback):
             logger.log_hyperparams(config)
 
 
+EXAMPLE_CONTENT, EXAMPLE_STYLE = "examples/content/chelsea.png", "examples/style/swirls.png"
+# The package's defaults are those of configs/default.yaml: a run ends when every pair had --model.steps steps.
+TRAINER_DEFAULTS = {"max_epochs": -1, "devices": 1, "precision": "32-true", "log_every_n_steps": 10,
+                    "enable_model_summary": False, "benchmark": True}  # cuDNN picks its fastest kernels per image shape
+# Trainer options that have no meaning here (no validation, no sampler, no accumulation: a step is a step of every
+# pair in the batch) or that would break the plan of which pair is optimised at which step.
+UNUSED_TRAINER_OPTIONS = {
+    "fast_dev_run", "min_epochs", "min_steps", "limit_train_batches", "limit_val_batches", "limit_test_batches",
+    "limit_predict_batches", "overfit_batches", "val_check_interval", "check_val_every_n_epoch",
+    "num_sanity_val_steps", "accumulate_grad_batches", "inference_mode", "use_distributed_sampler",
+    "reload_dataloaders_every_n_epochs", "sync_batchnorm", "model_registry",
+}
+
+
 class StyleTransferCLI(LightningCLI):
     """``LightningCLI`` with ``--output`` (:class:`ImageWriter`) and ``--images`` (:class:`ImageLogger`) groups, a
-    step progress bar, and input checks before anything runs."""
+    step progress bar, the run's files together under ``--output.dir``, the style options first in ``--help``,
+    and input checks before anything runs."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, parser_kwargs: dict | None = None, trainer_defaults: dict | None = None, **kwargs) -> None:
         self._args = list(kwargs.get("args") or [])  # for the summary's command that goes on
         self._output, self._started = Path("outputs"), time.monotonic()
-        super().__init__(*args, **kwargs)
+        parser_kwargs = {**MAIN_PARSER, **(parser_kwargs or {})}
+        parser_kwargs["fit"] = {**FIT_PARSER, **parser_kwargs.get("fit", {})}
+        trainer_defaults = {**TRAINER_DEFAULTS, **(trainer_defaults or {})}
+        kwargs.setdefault("seed_everything_default", 0)  # reproducible by default, as --model.init noise promises
+        super().__init__(*args, parser_kwargs=parser_kwargs, trainer_defaults=trainer_defaults, **kwargs)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        """Only ``fit``: style transfer optimises, it has nothing to validate, test or predict."""
-        return {"fit": LightningCLI.subcommands()["fit"]}
+        """Only ``fit``: style transfer optimises, it has nothing to validate, test or predict. Checkpoints are
+        always read with ``weights_only`` (:mod:`lightning_style.checkpoints`), so that option is not offered."""
+        return {"fit": LightningCLI.subcommands()["fit"] | {"weights_only"}}
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """The Trainer's options without :data:`UNUSED_TRAINER_OPTIONS`, then the model's and the data's."""
+        parser.add_class_arguments(self.trainer_class, "trainer", fail_untyped=False, instantiate=False,
+                                   sub_configs=True, skip=UNUSED_TRAINER_OPTIONS)
+        parser.set_defaults({"trainer." + key: value for key, value in self.trainer_defaults.items() if key != "callbacks"})
+        parser.add_lightning_class_args(self.model_class, "model")
+        parser.add_lightning_class_args(self.datamodule_class, "data")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--float32_matmul_precision", type=Literal["highest", "high", "medium"], default="high",
+                            help="torch.set_float32_matmul_precision for the run: high lets CUDA GPUs use TF32 for the "
+                                 "Gram matrices' products, as PyTorch already does for convolutions (measured by "
+                                 "benchmarks/gpu_report.py); highest keeps full float32. No effect on the CPU.")
         parser.add_lightning_class_args(ImageWriter, "output")
         parser.add_lightning_class_args(ImageLogger, "images")
         parser.link_arguments("model.steps", "data.steps")  # the data plans the steps that the model takes
+        parser.set_defaults({
+            "data.content": EXAMPLE_CONTENT,
+            "data.style": EXAMPLE_STYLE,
+            "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.02}},
+        })
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        arrange_help(parser)
+        return parser
+
+    def before_instantiate_classes(self) -> None:
+        """Put the run's logs and checkpoints under ``--output.dir`` unless the config says otherwise, and say
+        where the example images are when the defaults are used away from the repository."""
+        config = self.config[self.config.subcommand]
+        torch.set_float32_matmul_precision(config.float32_matmul_precision)
+        out = config.output.dir
+        for option, example in [("content", EXAMPLE_CONTENT), ("style", EXAMPLE_STYLE)]:
+            if config.data[option] == example and not Path(example).exists():
+                raise StyleTransferError(f"--data.{option}: the default, {example}, is not here: it ships with the "
+                                         f"lightning-style repository (run from its root), or give your own image")
+        if config.trainer.default_root_dir is None:
+            config.trainer.default_root_dir = out
+        if config.trainer.logger in (None, True):
+            config.trainer.logger = Namespace(class_path="pytorch_lightning.loggers.CSVLogger",
+                                              init_args=Namespace(save_dir=out, name="logs"))
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        for logger in loggers:
+            if isinstance(logger, Namespace) and "save_dir" in (logger.get("init_args") or {}) and logger.init_args.save_dir is None:
+                logger.init_args.save_dir = out
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another;
-        ``strategy: ddp`` becomes :class:`IndependentDDPStrategy` (processes that never exchange images)."""
+        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, and
+        a :class:`StepCheckpoint` (``<output.dir>/checkpoints/last.ckpt`` every 100 steps and at the end) unless
+        checkpointing is off or the config names another; ``strategy: ddp`` becomes
+        :class:`IndependentDDPStrategy` (processes that never exchange images)."""
         config = self.config_init[self.subcommand]["trainer"]
-        callbacks = config.get("callbacks") or []
+        callbacks, added = config.get("callbacks") or [], []
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [StepProgressBar()]}
+            added.append(StepProgressBar())
+        if config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            added.append(StepCheckpoint())
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": added}
         if config.get("strategy") == "ddp":
             config["strategy"] = IndependentDDPStrategy()
         return super().instantiate_trainer(**kwargs)
@@ -95,16 +165,17 @@ class StyleTransferCLI(LightningCLI):
         contents, styles = data.shapes()
         largest = sorted(contents, key=lambda shape: shape[0] * shape[1])[-data.batch_size :]  # a batch at a time
         check_memory(model.features, largest, styles, trainer.strategy.root_device)
-        check_folder(trainer.default_root_dir, "--trainer.default_root_dir")
-        for logger in trainer.loggers:
-            if getattr(logger, "save_dir", None):
-                check_folder(logger.save_dir, "--trainer.logger.init_args.save_dir")
-        for callback in trainer.callbacks:
+        for callback in trainer.callbacks:  # the output folder first: the others follow it by default
             if isinstance(callback, ImageWriter):
                 self._output = callback.dir
                 if trainer.is_global_zero:
                     callback.check_writable(data.names)
-            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+        check_folder(trainer.default_root_dir, "--trainer.default_root_dir")
+        for logger in trainer.loggers:
+            if getattr(logger, "save_dir", None):
+                check_folder(logger.save_dir, "--trainer.logger.init_args.save_dir")
+        for callback in trainer.checkpoint_callbacks:
+            if callback.dirpath is None:
                 callback.dirpath = str(self._output / "checkpoints")  # the same folder for every run: --ckpt_path last
         data.setup("fit")
         self._started = time.monotonic()
@@ -191,4 +262,4 @@ def main(args: list[str] | None = None) -> None:
     except (StyleTransferError, NonFiniteError, WriteError) as error:
         if os.environ.get("LIGHTNING_STYLE_DEBUG"):
             raise
-        sys.exit(f"lightning-style: error: {error}")
+        sys.exit(f"lightning-style: error: {error.command_line}")

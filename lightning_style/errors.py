@@ -1,7 +1,52 @@
-"""The exceptions users see: bad input before a run, and a run that went non-finite."""
+"""The exceptions users see: bad input before a run, a run that went non-finite, results that could not be written.
+
+Messages name settings as command-line flags (``--model.weights``). ``str(error)``, what a Python caller sees, turns
+them into the arguments that caller passed (``StyleTransfer(weights=...)``); the command line prints
+``error.command_line``.
+"""
+
+import re
+
+_OWNERS = {"model": "StyleTransfer", "data": "PairDataModule", "trainer": "Trainer", "output": "ImageWriter",
+           "images": "ImageLogger"}
+_LITERALS = {"true": "True", "false": "False", "null": "None"}
+_ADVICE = re.compile(r"\b(pass|use|give|needs) --(\w+)\.(\w+) (?!must|is|and|needs)([^\s,;)]+)")
+_LITERAL = re.compile(r"--(\w+)\.(\w+) (true|false|null)\b")
+_FLAG = re.compile(r"--(\w+)\.(\w+)")
 
 
-class StyleTransferError(ValueError):
+def in_python_words(message: str) -> str:
+    """``message`` with each ``--group.option`` flag named as the Python argument: ``Class(option=...)``, with
+    the value where the message gives one as advice (``pass --model.backbone vgg16``)."""
+
+    def owner(group: str) -> str | None:
+        return _OWNERS.get(group)
+
+    def advice(match: re.Match) -> str:
+        verb, group, name, value = match.groups()
+        if not owner(group):
+            return match[0]
+        value = _LITERALS.get(value, value if re.fullmatch(r"-?[\d.]+", value) else repr(value))
+        return f"{verb} {owner(group)}({name}={value})"
+
+    message = _ADVICE.sub(advice, message)
+    message = _LITERAL.sub(lambda m: f"{owner(m[1])}({m[2]}={_LITERALS[m[3]]})" if owner(m[1]) else m[0], message)
+    return _FLAG.sub(lambda m: f"{owner(m[1])}({m[2]}=...)" if owner(m[1]) else m[0], message)
+
+
+class _Worded(Exception):
+    """A message written with command-line flags, shown to Python callers with their arguments' names."""
+
+    @property
+    def command_line(self) -> str:
+        """The message as the command line prints it, with flags."""
+        return super().__str__()
+
+    def __str__(self) -> str:
+        return in_python_words(super().__str__())
+
+
+class StyleTransferError(_Worded, ValueError):
     """A bad input (path, image, option or weights file), raised before any optimisation starts.
 
     The message is one line that names the input and says what is wrong and how to fix it. The command line
@@ -9,13 +54,18 @@ class StyleTransferError(ValueError):
     """
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(_Worded, RuntimeError):
     """The loss or an image became NaN or infinite during optimisation.
 
-    Raised at the step where it happens, before the bad values reach the images: the images keep their last good
-    values (and are written to disk), and the last checkpoint is untouched.
+    Raised at the first check after it happened (``StyleTransfer(check_every_n_steps=...)``, each batch end, each
+    checkpoint): the images are put back to those of the last good check, taken before global step
+    ``images_step``; they are written to disk if this run optimised them, and no checkpoint holds the bad values.
     """
 
+    def __init__(self, message: str, images_step: int | None = None) -> None:
+        super().__init__(message)
+        self.images_step = images_step
 
-class WriteError(RuntimeError):
+
+class WriteError(_Worded, RuntimeError):
     """The run finished, but its images could not be written (a full disk); the final checkpoint holds them."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.checkpoint import checkpoint
 from torchvision.models.vgg import cfgs, make_layers
+from torchvision.ops import FrozenBatchNorm2d
 
 from .errors import StyleTransferError
 
@@ -106,8 +107,8 @@ class VGGFeatures(nn.Module):
 
     Takes RGB images in ``[0, 1]`` (ImageNet normalisation happens inside). The network is cut after the deepest
     requested layer, its weights are non-persistent buffers (never trained, never in a checkpoint: they come from
-    torchvision), and it stays in eval mode even when ``train()`` is called, so BatchNorm uses its running
-    statistics and never updates them.
+    torchvision), and its BatchNorm layers are frozen affine maps of their ImageNet statistics, folded into the
+    convolutions before them: nothing in it depends on train or eval mode, and nothing updates.
 
     Args:
         layers: names of the layers to return, e.g. ``["relu1_1", "relu4_2"]``.
@@ -152,6 +153,9 @@ class VGGFeatures(nn.Module):
             elif isinstance(layer, nn.BatchNorm2d) and self.names[i - 1] not in self.layers:
                 # Frozen BatchNorm is an affine map: folded into the conv before it, it costs no time or memory.
                 net[i - 1], net[i] = fuse_conv_bn_eval(net[i - 1].eval(), layer.eval()), nn.Identity()
+            elif isinstance(layer, nn.BatchNorm2d):  # the conv's own output is tapped: keep the map separate
+                net[i] = FrozenBatchNorm2d(layer.num_features, layer.eps)
+                net[i].load_state_dict({k: v for k, v in layer.state_dict().items() if k != "num_batches_tracked"})
         for module in net.modules():
             for name, param in list(module.named_parameters(recurse=False)):
                 delattr(module, name)
@@ -164,16 +168,11 @@ class VGGFeatures(nn.Module):
         self.blocks = list(zip([0, *pools], [*pools, depth]))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.train(False)
 
     @property
     def min_size(self) -> int:
         """Smallest image side, in pixels, that still gives every requested layer at least one position."""
         return 2 ** sum(name.startswith("pool") for name in self.names[:-1])
-
-    def train(self, mode: bool = True) -> "VGGFeatures":
-        """Ignores ``mode``: the features stay in eval mode (Lightning calls ``train()`` at the start of fit)."""
-        return super().train(False)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """``(B, 3, H, W)`` images in ``[0, 1]`` -> ``{layer name: (B, C, h, w) activations}``."""

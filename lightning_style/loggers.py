@@ -3,11 +3,13 @@
 import netrc
 import os
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from lightning_utilities.core.rank_zero import rank_zero_info
 from pytorch_lightning.loggers import WandbLogger as _WandbLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 
 def _why_offline() -> str | None:
@@ -36,13 +38,36 @@ class WandbLogger(_WandbLogger):
 
     Args:
         offline: log offline from the start.
-        save_dir: folder under which W&B writes ``wandb/``.
+        save_dir: folder under which W&B writes ``wandb/``; the command line's default is ``--output.dir``, the
+            Python default the current folder.
         kwargs: passed to Lightning's ``WandbLogger`` and on to ``wandb.init``.
     """
 
-    def __init__(self, offline: bool = False, save_dir: str = ".", **kwargs: Any) -> None:
+    def __init__(self, offline: bool = False, save_dir: str | None = None, **kwargs: Any) -> None:
+        import wandb
+
+        save_dir = "." if save_dir is None else save_dir
         reason = None if offline or os.environ.get("WANDB_MODE") else _why_offline()
+        if kwargs.get("settings") is None:
+            kwargs["settings"] = wandb.Settings(silent=True)  # one line of ours instead of W&B's ten
         super().__init__(offline=offline or reason is not None, save_dir=save_dir, **kwargs)
-        if reason:
-            folder = os.path.join(save_dir, "wandb")
-            rank_zero_info(f"W&B: {reason}; logging offline to {folder}; upload later with `wandb sync {folder}/offline-run-*`")
+        if self._wandb_init.get("anonymous") is None:
+            del self._wandb_init["anonymous"]  # Lightning passes None, and W&B warns that it "has no effect"
+        self._offline_reason = reason
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        """The W&B run; when it starts, one line says where it is (online: its page; offline: how to upload it)."""
+        starting = self._experiment is None
+        if starting and self._save_dir:
+            Path(self._save_dir).mkdir(parents=True, exist_ok=True)  # W&B warns about a folder that is not there yet
+        run = super().experiment
+        if starting and getattr(run, "dir", None):
+            if run.offline:
+                folder = Path(run.dir).parent
+                why = f"{self._offline_reason}; " if self._offline_reason else ""
+                rank_zero_info(f"W&B: {why}logging offline to {folder}; upload later with `wandb sync {folder}`")
+            else:
+                rank_zero_info(f"W&B: run {run.name} at {run.url}")
+        return run

@@ -12,6 +12,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_fabric.utilities.apply_func import move_data_to_device
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningModule
+from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor, nn
@@ -89,6 +90,10 @@ class StyleTransfer(LightningModule):
             cost of one more forward pass per step (see the README's performance section).
         channels_last: run the VGG on channels-last tensors (measured in ``benchmarks/speed_options.py``).
         compile: ``torch.compile`` the VGG (the first steps are slower while it compiles).
+        check_every_n_steps: how often the images and losses are checked for NaN or infinity. A step never waits
+            for the device otherwise: a failure is found at the next check (also at each batch end and before each
+            checkpoint), and the run stops with the images of the last good check, at most this many steps back.
+            1 checks every step (the images before the failing step; a host synchronisation per step).
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class StyleTransfer(LightningModule):
         checkpointing: bool = False,
         channels_last: bool = False,
         compile: bool = False,
+        check_every_n_steps: int = 10,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
@@ -118,6 +124,8 @@ class StyleTransfer(LightningModule):
                 raise StyleTransferError(f"--model.{option} must be a finite number >= 0, got {value}")
         if not (isinstance(steps, int) and steps >= 1):
             raise StyleTransferError(f"--model.steps must be >= 1, got {steps}")
+        if not (isinstance(check_every_n_steps, int) and check_every_n_steps >= 1):
+            raise StyleTransferError(f"--model.check_every_n_steps must be >= 1, got {check_every_n_steps}")
         if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
             raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
         if init not in ("content", "style", "noise"):
@@ -144,6 +152,8 @@ class StyleTransfer(LightningModule):
         self.skipped_total = 0  # over every process, known at the end of fit
         self._step_in_batch = 0
         self._losses: dict[str, Tensor] = {}
+        self._finite: Tensor | None = None  # on the device: every loss since the last check was finite
+        self._last_good: tuple[int, Tensor] | None = None  # (global step, images) at the last good check
 
     @property
     def min_image_size(self) -> int:
@@ -157,6 +167,8 @@ class StyleTransfer(LightningModule):
 
     def setup(self, stage: str) -> None:
         check_trainer(self.trainer)
+        # Lightning's model summary would print a table of 0 parameters: the images exist per batch.
+        self.trainer.callbacks = [c for c in self.trainer.callbacks if not isinstance(c, ModelSummary)]
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default: make it safe
             self.trainer.strategy.checkpoint_io = SafeCheckpointIO()
 
@@ -200,6 +212,7 @@ class StyleTransfer(LightningModule):
                                  for name, content, styles in zip(batch.names, batch.contents, batch.styles)])
         self.images = nn.Parameter(start)
         self.trainer.strategy.optimizers = [self.configure_optimizers()]  # state belongs to the previous batch
+        self._last_good, self._finite = None, None
 
     def _initial_image(self, name: str, content: Tensor, style: Tensor, image: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
@@ -229,11 +242,9 @@ class StyleTransfer(LightningModule):
         self._losses = {key: losses[key].detach() for key in LOSS_KEYS}
         total = losses["loss"].sum()
         count = len(self.names)
-        if not torch.isfinite(total):
-            bad = next(key for key in ("content", "style", "tv", "loss") if not torch.isfinite(losses[key]).all())
-            raise NonFiniteError(f"step {self.global_step}: train/{bad} is {losses[bad].sum().item()}; "
-                                 "stopped with the last good images (lower the loss weights or the learning rate)")
-        self.log("train/loss", total / count, prog_bar=True, batch_size=count)
+        self._note_finite(torch.isfinite(total))
+        # Not prog_bar=True: Lightning would read it from the device at every step; StepProgressBar reads it every N.
+        self.log("train/loss", total / count, batch_size=count)
         # Each self.log call costs about 0.5 ms, as much as a 64 px step: log the terms only when the loggers write.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             terms = {f"train/{key}": losses[key].mean() for key in LOSS_KEYS[1:]}
@@ -255,20 +266,51 @@ class StyleTransfer(LightningModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would
         # otherwise save the unclamped image, so a resumed run would differ from an uninterrupted one.
-        last_good = self.images.detach().clone()
-        try:
-            super().optimizer_step(*args, **kwargs)
-            if not torch.isfinite(self.images).all():
-                raise NonFiniteError(f"step {self.global_step}: the optimiser step made an image NaN or infinite; "
-                                     "stopped with the last good images (lower the learning rate)")
-        except NonFiniteError:  # from here or from training_step, maybe inside an L-BFGS line search
-            with torch.no_grad():
-                self.images.copy_(last_good)
-            raise
+        if self._last_good is None:
+            self._keep_good(self.global_step)  # the batch's first step (or the first after a resume): good images
+        super().optimizer_step(*args, **kwargs)
+        self._note_finite(torch.isfinite(self.images).all())  # before the clamp, which would turn inf into 1
         with torch.no_grad():
             self.images.clamp_(0, 1)
-        if self._step_in_batch == self.hparams.steps - 1:
+        last, done = self._step_in_batch == self.hparams.steps - 1, self.global_step + 1  # Lightning counts it later
+        if last or done % self.hparams.check_every_n_steps == 0:
+            self.check_finite(done)
+        if last:
             self.batch_done, self.finished, self.final_losses = True, list(self.results()), self._losses
+
+    def check_finite(self, steps_done: int | None = None) -> None:
+        """Raise :class:`NonFiniteError` with the images of the last good check put back if a loss or an image
+        went NaN or infinite since then; otherwise remember these images as good, as those after ``steps_done``
+        global steps (default: the trainer's count). One host synchronisation."""
+        steps_done = self.global_step if steps_done is None else steps_done
+        if not self.names:
+            return
+        finite = torch.isfinite(self.images).all()
+        if not bool(finite if self._finite is None else finite & self._finite):
+            if self._last_good is None:  # no good images of this run to go back to
+                raise NonFiniteError("the images are NaN or infinite (lower the loss weights or the learning rate)")
+            step = self._restore_good()
+            losses = self._losses
+            bad = [key for key in ("loss", "content", "style", "tv") if key in losses and not losses[key].isfinite().all()]
+            what = f"train/{bad[0]}" if bad else "an image"
+            raise NonFiniteError(f"{what} became NaN or infinite between global steps {step} and {steps_done}; "
+                                 f"stopped with the images of step {step}, the last check (lower the loss weights or "
+                                 "the learning rate)", images_step=step)
+        self._keep_good(steps_done)
+
+    def _note_finite(self, finite: Tensor) -> None:
+        """Fold ``finite`` into a flag on the device, read at the next check: reading it now would wait for the
+        device (a host synchronisation per step)."""
+        self._finite = finite if self._finite is None else self._finite & finite
+
+    def _keep_good(self, steps_done: int) -> None:
+        self._last_good, self._finite = (steps_done, self.images.detach().clone()), None
+
+    def _restore_good(self) -> int:
+        step, images = self._last_good
+        with torch.no_grad():
+            self.images.copy_(images)
+        return step
 
     def on_train_epoch_end(self) -> None:
         self.trainer.should_stop = True  # the epoch went through every batch of the plan: every pair is done
@@ -280,7 +322,9 @@ class StyleTransfer(LightningModule):
     # --- checkpoints -------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Every process's batch in progress (its pairs, images and optimiser state): a checkpoint's size depends
-        on the batch and the number of processes, not on the number of pairs."""
+        on the batch and the number of processes, not on the number of pairs. A checkpoint never holds NaN: the
+        images are checked first."""
+        self.check_finite()
         optimizer = self.trainer.optimizers[0].state_dict() if self.trainer.optimizers else {}
         cpu = torch.device("cpu")
         mine = {"names": list(self.names), "images": self.images.detach().cpu(), "optimizer": move_data_to_device(optimizer, cpu)}

@@ -104,7 +104,7 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, nargs="?", default=default_path(),
                         help=f"output .pth path (default: {default_path()})")
     path = fetch_hed_vgg16(parser.parse_args(args).out).resolve()
-    print(f"{path}\nuse it with: lightning-style fit --config configs/default.yaml --model.backbone vgg16 "
+    print(f"{path}\nuse it with: lightning-style fit --model.backbone vgg16 "
           f"--model.weights {path}")
 
 

@@ -1,4 +1,8 @@
-"""A callback that makes global rank 0 fail at step 2 (imported by a DDP test's console-script run)."""
+"""Callbacks that fail on purpose, for console-script runs in the tests: ``FailOnRankZero`` (global rank 0 raises
+at step 2) and ``KillAtStep`` (the process SIGKILLs itself, as the OOM killer or a power cut would)."""
+
+import os
+import signal
 
 from pytorch_lightning.callbacks import Callback
 
@@ -7,3 +11,14 @@ class FailOnRankZero(Callback):
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.global_step == 2 and trainer.global_rank == 0:
             raise RuntimeError("rank 0 fails here")
+
+
+class KillAtStep(Callback):
+    """Kill this process with SIGKILL (nothing runs after it) once ``step`` steps are done."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -7,36 +7,56 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import ROOT, run_cli, run_main
+from conftest import ROOT, run_main
 
 DEBUG = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml"]
 
 
 def redirect(tmp_path: Path) -> list[str]:
-    return ["--output.dir", str(tmp_path / "out"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
+    return ["--output.dir", str(tmp_path / "out")]
 
 
 def metrics(tmp_path: Path, version: int = 0) -> list[dict[str, str]]:
-    with open(tmp_path / "logs" / "logs" / f"version_{version}" / "metrics.csv") as file:
+    with open(tmp_path / "out" / "logs" / f"version_{version}" / "metrics.csv") as file:
         return list(csv.DictReader(file))
 
 
-def test_fit_writes_the_stylised_png(tmp_path):
-    result = run_cli(*DEBUG, *redirect(tmp_path))
-    assert result.returncode == 0, result.stderr
+def test_fit_writes_the_stylised_png(tmp_path, in_repo, capsys):
+    code, _ = run_main(*DEBUG, *redirect(tmp_path))
+    assert code == 0
+    out = capsys.readouterr()
     with Image.open(tmp_path / "out" / "chelsea__swirls.png") as image:
         assert image.size == (64, 43) and image.mode == "RGB"
-    assert "5/5" in result.stdout and "train/loss=" in result.stdout and "pairs=1/1" in result.stdout  # step k/N, loss, pairs
-    assert "1 of 1 pairs stylised" in result.stdout and str(tmp_path / "out" / "checkpoints" / "last.ckpt") in result.stdout
+    assert "5/5" in out.out and "train/loss=" in out.out and "pairs=1/1" in out.out  # step k/N, loss, pairs
+    assert "1 of 1 pairs stylised" in out.out and str(tmp_path / "out" / "checkpoints" / "last.ckpt") in out.out
     rows = metrics(tmp_path)
     assert {"train/loss", "train/content", "train/style", "train/style/relu5_1", "train/tv", "quality/final_ssim"} <= set(rows[0])
     assert [row["step"] for row in rows if row["train/loss"]] == ["0", "1", "2", "3", "4"]
+    # Every file of the run under --output.dir: the image, the checkpoint, the logs (with the resolved config)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["checkpoints", "chelsea__swirls.png", "logs"]
+    assert (tmp_path / "out" / "logs" / "version_0" / "config.yaml").is_file()
+
+
+def test_without_a_config_file_the_defaults_are_configs_default_yaml(in_repo, capsys):
+    assert run_main("fit", "--print_config")[0] in (0, None)
+    defaults = yaml.safe_load(capsys.readouterr().out)
+    assert run_main("fit", "--config", "configs/default.yaml", "--print_config")[0] in (0, None)
+    assert yaml.safe_load(capsys.readouterr().out) == defaults
+    assert defaults["trainer"]["max_epochs"] == -1 and defaults["model"]["steps"] == 500  # not Lightning's 1000 epochs
+    assert defaults["data"]["content"] == "examples/content/chelsea.png" and defaults["seed_everything"] == 0
+
+
+def test_the_defaults_name_the_example_images_away_from_the_repository(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _ = run_main("fit")
+    assert code == ("lightning-style: error: --data.content: the default, examples/content/chelsea.png, is not here: it "
+                    "ships with the lightning-style repository (run from its root), or give your own image")
 
 
 @pytest.mark.parametrize("config", sorted(path.name for path in (ROOT / "configs").glob("*.yaml")))
 def test_every_config_parses(config, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
-    code, _ = run_main("fit", "--config", "configs/default.yaml", "--config", f"configs/{config}", "--print_config")
+    code, _ = run_main("fit", "--config", f"configs/{config}", "--print_config")
     assert code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert {"trainer", "model", "data", "output", "images"} <= set(printed)
@@ -64,17 +84,17 @@ def test_masks_and_pyramid_from_the_command_line(tmp_path, in_repo):
     assert [row["train/scale"] for row in metrics(tmp_path) if row["train/loss"]] == ["0.25", "0.5", "1.0"]
 
 
-def test_resume_from_last_checkpoint(tmp_path):
-    first = run_cli(*DEBUG, "--trainer.max_steps", "3", *redirect(tmp_path))
-    assert first.returncode == 0, first.stderr
+def test_resume_from_last_checkpoint(tmp_path, in_repo, capsys):
+    assert run_main(*DEBUG, "--trainer.max_steps", "3", *redirect(tmp_path))[0] == 0
+    first = capsys.readouterr()
     last = tmp_path / "out" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 3
-    assert "to go on (or redo what failed): lightning-style fit" in first.stdout and first.stdout.rstrip().endswith("--ckpt_path last")
-    resumed = run_cli(*DEBUG, *redirect(tmp_path), "--ckpt_path", "last")  # the same command goes on
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Restored all states" in resumed.stderr and "3/5" in resumed.stdout and "5/5" in resumed.stdout
+    assert "to go on (or redo what failed): lightning-style fit" in first.out and first.out.rstrip().endswith("--ckpt_path last")
+    assert run_main(*DEBUG, *redirect(tmp_path), "--ckpt_path", "last")[0] == 0  # the same command goes on
+    resumed = capsys.readouterr()
+    assert "3/5" in resumed.out and "5/5" in resumed.out  # the bar goes on from step 3
     assert torch.load(last, weights_only=True)["global_step"] == 5
-    assert "1 of 1 pairs stylised" in resumed.stdout
+    assert "1 of 1 pairs stylised" in resumed.out
 
 
 def bad_input(case: str, tmp_path: Path) -> tuple[list[str], str]:
@@ -117,7 +137,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, case, monkeypatch
     monkeypatch.chdir(ROOT)
     code, _ = run_main(*DEBUG, *redirect(tmp_path), *args)  # in-process: the same main() as the console script
     assert isinstance(code, str) and "\n" not in code and re.fullmatch(f"lightning-style: error: {message}.*", code), code
-    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_debug_switch_shows_the_traceback(tmp_path, in_repo, monkeypatch):
@@ -136,7 +156,7 @@ def test_unknown_keys_wrong_types_and_choices_are_usage_errors(tmp_path, in_repo
     assert args[0].lstrip("-").split(".")[-1] in stderr and args[1] in stderr
     if args[1] == "resnet50":
         assert "vgg19_bn" in stderr
-    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_names_with_spaces_and_non_ascii(tmp_path, in_repo):
@@ -149,10 +169,19 @@ def test_names_with_spaces_and_non_ascii(tmp_path, in_repo):
 
 
 def test_python_dash_m_and_help():
+    """The help reads like the README: a description with examples, the style options first, real defaults, no
+    reST markup, and no Trainer option that has no meaning here."""
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, "-m", "lightning_style", "fit", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0
+    text = result.stdout
+    where = lambda option: text.index(f"\n  {option}")  # where the option is documented
+    assert text.index("Examples:") < where("--model.backbone") < where("--data.content") < where("--trainer.accelerator")
+    assert text[: where("--model.backbone")].count("\n") < 40  # on the first screen, not after the Trainer's 400 lines
     for option in ["--model.style_weight", "--data.pairing", "--output.dir", "--model.optimizer", "--ckpt_path"]:
-        assert option in result.stdout
+        assert option in text
+    assert "default: examples/content/chelsea.png" in " ".join(text.split()) and "required" not in text
+    assert not re.search(r"``|:(class|mod|meth|func|attr):", text)
+    assert "--trainer.limit_val_batches" not in text and "--trainer.accumulate_grad_batches" not in text

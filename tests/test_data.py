@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_style import PairDataModule, StyleTransferError, load_image
+from lightning_style import PairDataModule, StyleTransfer, StyleTransferError, load_image
+from lightning_style.features import build_features
 
 from conftest import write_image
 
@@ -99,8 +100,8 @@ def test_style_scale(images):
         ("missing", r"content .*missing.png: no such file"),
         ("empty", r"content .*empty.png: the file is empty"),
         ("text", r"content .*text.jpg: not a readable image"),
-        ("zip", "--data.pairing zip needs as many content as style images, got 2 and 3"),
-        ("size", "--data.image_size must be a positive number of pixels, got 0"),
+        ("zip", r"PairDataModule\(pairing=\.\.\.\) zip needs as many content as style images, got 2 and 3"),
+        ("size", r"PairDataModule\(image_size=\.\.\.\) must be a positive number of pixels, got 0"),
         ("bomb", r"content .*huge.png: too large, refused before decoding \(Image size \(400000000 pixels\)"),
     ],
 )
@@ -173,9 +174,9 @@ def test_blend_pairs_every_content_with_all_styles(images):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"pairing": "blend", "style_weights": [1.0]}, "--data.style_weights must be 2 weights >= 0"),
-        ({"pairing": "blend", "style_weights": [1.0, -1.0]}, "--data.style_weights must be 2 weights >= 0"),
-        ({"pairing": "product", "style_weights": [1.0, 1.0]}, "--data.style_weights needs --data.pairing blend"),
+        ({"pairing": "blend", "style_weights": [1.0]}, r"PairDataModule\(style_weights=\.\.\.\) must be 2 weights >= 0"),
+        ({"pairing": "blend", "style_weights": [1.0, -1.0]}, r"PairDataModule\(style_weights=\.\.\.\) must be 2 weights >= 0"),
+        ({"pairing": "product", "style_weights": [1.0, 1.0]}, r"PairDataModule\(style_weights=\.\.\.\) needs PairDataModule\(pairing='blend'\)"),
     ],
 )
 def test_bad_blend_weights(images, kwargs, message):
@@ -249,7 +250,7 @@ def test_long_blend_names_are_short_and_stable(tmp_path):
 
 def test_a_tiny_style_scale_names_style_scale(images):
     data = PairDataModule(str(images["content"]), str(images["style"]), image_size=64, style_scale=0.0001)
-    with pytest.raises(StyleTransferError, match=r"style .*paint.png: 1x1 px once resized, .*raise --data.style_scale \(now 0.0001\)"):
+    with pytest.raises(StyleTransferError, match=r"style .*paint.png: 1x1 px once resized, .*raise PairDataModule\(style_scale=\.\.\.\) \(now 0.0001\)"):
         data.check_min_size(16)
 
 
@@ -294,8 +295,20 @@ def test_a_file_of_another_user_in_a_sticky_folder_is_refused(tmp_path):
     os.chown(shared, 65533, 65533)  # and the folder a third user's
     os.chmod(shared, 0o1777)
     code = ("from lightning_style.files import check_outputs\nfrom lightning_style import StyleTransferError\n"
-            f"try:\n    check_outputs({str(shared)!r}, ['photo__paint.png'])\nexcept StyleTransferError as error:\n    print(error)\n")
+            f"try:\n    check_outputs({str(shared)!r}, ['photo__paint.png'])\nexcept StyleTransferError as error:\n    print(error.command_line)\n")
     if os.geteuid() != 0:
         pytest.skip("needs root to give the file to another user")
     assert without_root_powers(code) == (f"--output.dir: {shared / 'photo__paint.png'} belongs to another user in a "
                                                "shared folder, so it cannot be replaced; choose another --output.dir")
+
+
+def test_python_errors_name_the_arguments_the_caller_passed(tmp_path, images):
+    """The same check words its advice with flags on the command line (tests/test_cli.py) and arguments here."""
+    with pytest.raises(StyleTransferError) as error:
+        PairDataModule(images["content"], images["style"], style_weights=[1.0])
+    assert str(error.value) == "PairDataModule(style_weights=...) needs PairDataModule(pairing='blend')"
+    assert error.value.command_line == "--data.style_weights needs --data.pairing blend"
+    torch.save(build_features("vgg16").state_dict(), tmp_path / "vgg16.pth")
+    with pytest.raises(StyleTransferError, match=r"pass StyleTransfer\(backbone='vgg16'\)$") as error:
+        StyleTransfer(backbone="vgg19", weights=str(tmp_path / "vgg16.pth"))
+    assert "--" not in str(error.value)

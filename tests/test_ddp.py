@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from collect_results import load_results
-from conftest import ROOT, run_cli, write_image
+from conftest import ROOT, run_cli, run_main, write_image
+
+pytestmark = pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips them
 
 DEBUG = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--model.init", "noise",
          "--trainer.callbacks+=collect_results.SaveFinished"]
@@ -21,24 +23,31 @@ def real_weights(hed_weights) -> list[str]:
 
 
 @pytest.fixture
-def three_pairs(tmp_path, real_weights) -> list[str]:
-    """Three contents (two shapes) and one style: with batches of 2, one process gets the two pairs of one shape
-    and the other the pair of the other shape."""
-    for seed, size in [(1, (48, 40)), (2, (48, 40)), (3, (40, 56))]:
-        write_image(tmp_path / "contents" / f"photo{seed}.png", size=size, seed=seed)
+def seven_pairs(tmp_path, real_weights) -> list[str]:
+    """Seven contents of two shapes and one style, in batches of 2: batches of 2, 2 | 2, 1 pairs, dealt to two
+    processes (the plan splits none: four batches)."""
+    for seed in range(7):
+        write_image(tmp_path / "contents" / f"p{seed}.png", size=(40, 32) if seed < 4 else (32, 40), seed=seed)
     write_image(tmp_path / "paint.png", seed=9)
     return ["--data.content", str(tmp_path / "contents"), "--data.style", str(tmp_path / "paint.png"),
             "--data.batch_size", "2", *real_weights]
 
 
 def fit(tmp_path: Path, name: str, devices: int, *args: str, env: dict | None = None) -> dict[str, torch.Tensor]:
-    """Run the console script; return every finished pair's float image."""
+    """Run the command line (two processes: the console script; one: in this process, which saves a start-up);
+    return every finished pair's float image."""
     strategy = ["--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto"]
     folder = tmp_path / name
     env = {"PYTHONPATH": str(ROOT / "tests"), "LIGHTNING_STYLE_TEST_RESULTS": str(folder / "results"), **(env or {})}
-    result = run_cli(*DEBUG, *strategy, *args, "--output.dir", str(folder / "out"),
-                     "--trainer.logger.init_args.save_dir", str(folder / "logs"), env=env)
-    assert result.returncode == 0, result.stderr
+    args = [*DEBUG, *strategy, *args, "--output.dir", str(folder / "out")]
+    if devices == 1:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(ROOT)
+            patch.setenv("LIGHTNING_STYLE_TEST_RESULTS", env["LIGHTNING_STYLE_TEST_RESULTS"])
+            assert run_main(*args)[0] == 0
+    else:
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0, result.stderr
     return load_results(folder / "results")
 
 
@@ -48,30 +57,19 @@ def assert_same_pairs(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=0, msg=name)
 
 
-def test_adam_two_processes_equal_one_and_resume_on_one(tmp_path, three_pairs):
-    one = fit(tmp_path, "one", 1, *three_pairs, "--model.steps", "4")
-    two = fit(tmp_path, "two", 2, *three_pairs, "--model.steps", "4")
-    assert len(one) == 3 and not torch.equal(one["photo1__paint"], one["photo2__paint"])
+def test_adam_two_processes_equal_one_and_resume_on_one(tmp_path, seven_pairs):
+    one = fit(tmp_path, "one", 1, *seven_pairs, "--model.steps", "4")
+    two = fit(tmp_path, "two", 2, *seven_pairs, "--model.steps", "4")
+    assert len(one) == 7 and not torch.equal(one["p0__paint"], one["p1__paint"])  # none dropped, none done twice
     assert_same_pairs(two, one)
     assert sorted(path.name for path in (tmp_path / "two" / "out").iterdir()) == [
-        "checkpoints", "photo1__paint.png", "photo2__paint.png", "photo3__paint.png"]
+        "checkpoints", "logs", *(f"p{k}__paint.png" for k in range(7))]
 
     # Stopped after 2 of 4 steps on two processes, resumed on one: the batches in progress start again there.
-    fit(tmp_path, "half", 2, *three_pairs, "--model.steps", "4", "--trainer.max_steps", "2")
+    fit(tmp_path, "half", 2, *seven_pairs, "--model.steps", "4", "--trainer.max_steps", "2")
     last = tmp_path / "half/out/checkpoints/last.ckpt"
-    resumed = fit(tmp_path, "half", 1, *three_pairs, "--model.steps", "4", "--ckpt_path", str(last))
+    resumed = fit(tmp_path, "half", 1, *seven_pairs, "--model.steps", "4", "--ckpt_path", str(last))
     assert_same_pairs(resumed, one)
-
-
-def test_seven_pairs_in_batches_of_two_on_two_processes(tmp_path, real_weights):
-    for seed in range(7):
-        write_image(tmp_path / "contents" / f"p{seed}.png", size=(40, 32) if seed < 4 else (32, 40), seed=seed)
-    write_image(tmp_path / "paint.png", seed=9)
-    args = ["--data.content", str(tmp_path / "contents"), "--data.style", str(tmp_path / "paint.png"),
-            "--data.batch_size", "2", "--model.steps", "3", *real_weights]
-    one, two = fit(tmp_path, "one", 1, *args), fit(tmp_path, "two", 2, *args)
-    assert len(one) == 7  # none dropped, none done twice (a pair done twice would be saved twice: same file)
-    assert_same_pairs(two, one)
 
 
 def test_lbfgs_two_processes_equal_one(tmp_path, real_weights):
@@ -82,8 +80,13 @@ def test_lbfgs_two_processes_equal_one(tmp_path, real_weights):
         write_image(tmp_path / "contents" / f"photo{seed}.png", size=size, seed=seed)
     lbfgs = ["--data.content", str(tmp_path / "contents"), "--config", "configs/lbfgs.yaml", "--model.steps", "4",
              *real_weights]
-    one_thread = {"OMP_NUM_THREADS": "1"}
-    two, one = fit(tmp_path, "two", 2, *lbfgs, env=one_thread), fit(tmp_path, "one", 1, *lbfgs, env=one_thread)
+    two = fit(tmp_path, "two", 2, *lbfgs, env={"OMP_NUM_THREADS": "1"})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = fit(tmp_path, "one", 1, *lbfgs)
+    finally:
+        torch.set_num_threads(threads)
     assert one.keys() == two.keys() and len(one) == 3
     for name in one:
         assert torch.equal(two[name], one[name]), name

@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 from lightning_style import StyleTransferError, VGGFeatures
-from lightning_style.features import build_features, layer_names
+from lightning_style.features import IMAGENET_MEAN, IMAGENET_STD, build_features, layer_names
 
 PAPER_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
@@ -24,8 +24,11 @@ def test_frozen_truncated_and_out_of_the_state_dict():
     assert list(features.parameters()) == []
     assert features.state_dict() == {}
     assert all(not buffer.requires_grad for buffer in features.buffers())
-    features.train()
-    assert not any(module.training for module in features.modules())
+    images = torch.rand(1, 3, 32, 32)
+    evaluated = features.eval()(images)
+    trained = features.train()(images)  # Lightning calls train(): nothing in the net depends on the mode
+    assert all(torch.equal(trained[layer], evaluated[layer]) for layer in evaluated)
+    assert not any(isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout)) for m in features.modules())
     assert features.min_size == 8  # three pools before relu4_2
 
 
@@ -58,9 +61,11 @@ def test_batchnorm_folded_into_the_convs_gives_torchvision_vgg19_bn_outputs(tmp_
             x = layer(x)
             if name in PAPER_LAYERS:
                 torch.testing.assert_close(out[name], x, atol=1e-4, rtol=1e-4)
-    # a tapped conv keeps its BatchNorm, so that its output is the conv's
-    kept = VGGFeatures(["conv2_1", "relu2_1"], "vgg19_bn", weights=None)
-    assert isinstance(kept.net[kept.names.index("bn2_1")], torch.nn.BatchNorm2d)
+    # a tapped conv keeps its BatchNorm (frozen, mode-free), so that its output is the conv's
+    kept = VGGFeatures(["conv2_1", "relu2_1"], "vgg19_bn", weights=str(tmp_path / "vgg19_bn.pth"))
+    assert isinstance(kept.net[kept.names.index("bn2_1")], torchvision.ops.FrozenBatchNorm2d)
+    x = reference.features[:10].eval()(torchvision.transforms.functional.normalize(images, IMAGENET_MEAN, IMAGENET_STD))
+    torch.testing.assert_close(kept.train()(images)["relu2_1"], x, atol=1e-4, rtol=1e-4)
 
 
 def test_checkpointing_gives_the_same_outputs_and_gradients():
@@ -102,7 +107,7 @@ def test_average_pooling():
 
 def test_weights_for_another_backbone_say_which_fits(tmp_path):
     torch.save(build_features("vgg16").state_dict(), tmp_path / "vgg16.pth")
-    with pytest.raises(StyleTransferError, match=r"do not fit vgg19_bn .*pass --model.backbone vgg16"):
+    with pytest.raises(StyleTransferError, match=r"do not fit vgg19_bn .*pass StyleTransfer\(backbone='vgg16'\)"):
         VGGFeatures(["relu4_2"], "vgg19_bn", weights=str(tmp_path / "vgg16.pth"))
 
 
@@ -110,8 +115,8 @@ def test_weights_for_another_backbone_say_which_fits(tmp_path):
     "kwargs, message",
     [
         ({"layers": ["relu9_1"]}, "unknown vgg16 layer 'relu9_1'; known layers: relu1_1"),
-        ({"layers": ["relu1_1"], "backbone": "resnet50"}, "--model.backbone 'resnet50' is not one of vgg19_bn"),
-        ({"layers": ["relu1_1"], "weights": "missing.pth"}, "--model.weights 'missing.pth' is neither a file"),
+        ({"layers": ["relu1_1"], "backbone": "resnet50"}, r"StyleTransfer\(backbone=\.\.\.\) 'resnet50' is not one of vgg19_bn"),
+        ({"layers": ["relu1_1"], "weights": "missing.pth"}, r"StyleTransfer\(weights=\.\.\.\) 'missing.pth' is neither a file"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -135,7 +140,8 @@ def test_weights_that_cannot_be_downloaded_say_how_to_fix_it(tmp_path, monkeypat
     message = str(error.value)
     assert "cannot download" in message and "\n" not in message
     assert f"copy vgg19_bn-c79401a0.pth into {tmp_path / 'hub' / 'checkpoints'}" in message
-    assert "--model.weights" in message and message.endswith("python -m lightning_style.offline_weights")
+    assert "pass StyleTransfer(weights='/path/to/state_dict.pth')" in message and message.endswith("python -m lightning_style.offline_weights")
+    assert "pass --model.weights /path/to/state_dict.pth" in error.value.command_line
 
 
 def test_offline_weights_in_one_command(tmp_path, monkeypatch, capsys, hed_weights):
@@ -151,5 +157,5 @@ def test_offline_weights_in_one_command(tmp_path, monkeypatch, capsys, hed_weigh
     offline_weights.main([])
     path, usage = capsys.readouterr().out.splitlines()
     assert path == str(target)
-    assert usage == f"use it with: lightning-style fit --config configs/default.yaml --model.backbone vgg16 --model.weights {target}"
+    assert usage == f"use it with: lightning-style fit --model.backbone vgg16 --model.weights {target}"
     VGGFeatures(["relu1_1"], "vgg16", weights=path)  # the path loads

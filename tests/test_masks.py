@@ -53,6 +53,7 @@ def test_no_style_outside_the_masks(tmp_path, images):
     assert change[:24].mean() > 10 * change[-16:].mean()  # the left half is painted; the right, far from it, barely
 
 
+@pytest.mark.slow
 def test_two_styles_in_two_regions_with_real_weights(tmp_path, hed_weights):
     """Left half in one painting's colours, right half in the other's."""
     content = ROOT / "examples/content/chelsea.png"
@@ -72,9 +73,9 @@ def test_two_styles_in_two_regions_with_real_weights(tmp_path, hed_weights):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"pairing": "product"}, "--data.masks needs --data.pairing blend"),
-        ({"style_weights": [1.0, 2.0]}, "--data.masks and --data.style_weights do not go together"),
-        ({"masks": "one"}, "--data.masks must be one mask per style image: got 1 masks and 2 styles"),
+        ({"pairing": "product"}, r"PairDataModule\(masks=\.\.\.\) needs PairDataModule\(pairing='blend'\)"),
+        ({"style_weights": [1.0, 2.0]}, r"PairDataModule\(masks=\.\.\.\) and PairDataModule\(style_weights=\.\.\.\) do not go together"),
+        ({"masks": "one"}, r"PairDataModule\(masks=\.\.\.\) must be one mask per style image: got 1 masks and 2 styles"),
         ({"masks": "missing"}, r"mask .*missing.png: no such file"),
         ({"masks": "tall"}, r"mask .*tall.png: 40x80 px, but content .*photo.png is 48x40 px: a mask needs the content's aspect ratio"),
     ],

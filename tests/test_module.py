@@ -1,7 +1,9 @@
 import pytest
+import pytorch_lightning as pl
 import torch
+import torchvision
 
-from lightning_style import StyleTransfer, StyleTransferError
+from lightning_style import PairDataModule, StyleTransfer, StyleTransferError
 from lightning_style.data import load_image
 
 from conftest import collected, fit
@@ -15,17 +17,28 @@ def test_images_are_the_only_trainable_parameters(tmp_path, images):
     assert len(optimised) == 1 and optimised[0] is model.images
 
 
-def test_batchnorm_stays_in_eval_mode_and_its_statistics_do_not_move(tmp_path, images):
+def test_batchnorm_statistics_do_not_move(tmp_path, images):
     # BatchNorm is folded into the convs, except after a tapped conv: tap conv1_1 to keep bn1_1
     model = StyleTransfer(backbone="vgg19_bn", weights=None, content_layers=["conv1_1", "relu4_2"], steps=2)
     bn = model.features.net[1]
-    assert isinstance(bn, torch.nn.BatchNorm2d)
+    assert isinstance(bn, torchvision.ops.FrozenBatchNorm2d)
     bn.running_mean.normal_()
     before = {name: buffer.clone() for name, buffer in bn.named_buffers()}
     fit(tmp_path, images["content"], images["style"], steps=2, model=model)
-    assert not any(module.training for module in model.features.modules())
     for name, buffer in bn.named_buffers():
         assert torch.equal(buffer, before[name]), name
+
+
+def test_a_python_run_prints_only_what_a_user_can_act_on(tmp_path, images, capsys, caplog, recwarn):
+    """No model summary (0 parameters until a batch starts) and no "module(s) in eval mode" warning."""
+    model = StyleTransfer(backbone="vgg16", weights=None, steps=2)
+    data = PairDataModule(images["content"], images["style"], image_size=32, steps=2)
+    trainer = pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    out = capsys.readouterr()
+    printed = out.out + out.err + caplog.text
+    assert "Params" not in printed and "override" not in printed and "eval mode" not in str([str(w.message) for w in recwarn])
 
 
 @pytest.mark.parametrize(
@@ -131,11 +144,11 @@ def test_resume_with_other_images_starts_every_pair(tmp_path, images):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"style_weight": -1.0}, "--model.style_weight must be a finite number >= 0"),
+        ({"style_weight": -1.0}, r"StyleTransfer\(style_weight=\.\.\.\) must be a finite number >= 0"),
         ({"style_layers": {"relu1_1": -1.0}}, "weight of relu1_1 must be >= 0"),
-        ({"content_layers": []}, "--model.content_layers is empty"),
-        ({"init": "nowhere.png"}, "--model.init image nowhere.png: no such file"),
-        ({"steps": 0}, "--model.steps must be >= 1, got 0"),
+        ({"content_layers": []}, r"StyleTransfer\(content_layers=\.\.\.\) is empty"),
+        ({"init": "nowhere.png"}, r"StyleTransfer\(init=\.\.\.\) image nowhere.png: no such file"),
+        ({"steps": 0}, r"StyleTransfer\(steps=\.\.\.\) must be >= 1, got 0"),
     ],
 )
 def test_bad_model_options(kwargs, message):
@@ -171,3 +184,56 @@ def test_compiled_vgg_gives_the_same_images(tmp_path, images):
     compiled, _ = fit(tmp_path / "compiled", images["content"], images["style"], compile=True, **kwargs)
     assert compiled.features._compiled_call_impl is not None
     torch.testing.assert_close(compiled.images, plain.images, atol=1e-5, rtol=0)
+
+
+class CountHostReads(pl.Callback):
+    """Counts, during global steps ``first`` to ``last - 1``, the calls that make the host wait for the device
+    (on a GPU): ``Tensor.item``, ``tolist``, ``bool()``, ``float()``, ``int()``."""
+
+    READS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last, self.count, self.saved = first, last, 0, {}
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.first:
+            self.optimizers = trainer.optimizers
+            for name in self.READS:
+                self.saved[name] = original = getattr(torch.Tensor, name)
+                setattr(torch.Tensor, name, self._counted(original))
+
+    def _counted(self, original):
+        def read(tensor, *args, **kwargs):
+            # Adam keeps its step counters on the host (unless capturable), so reading them does not wait.
+            host = any(tensor is state.get("step") for optimizer in self.optimizers for state in optimizer.state.values())
+            self.count += not host
+            return original(tensor, *args, **kwargs)
+        return read
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.last:
+            self.restore()
+
+    def restore(self) -> None:
+        for name, original in self.saved.items():
+            setattr(torch.Tensor, name, original)
+        self.saved = {}
+
+
+@pytest.mark.parametrize("check_every, bar_every, at_most", [(10, 10, 4), (1, 1, None)], ids=["default", "every-step"])
+def test_a_step_never_waits_on_the_host(tmp_path, images, check_every, bar_every, at_most):
+    """Over 20 steps, the defaults read from the device only at the two NaN checks and the two loss updates of the
+    progress bar (every 10 steps each); checking every step reads at every step."""
+    from lightning_style.callbacks import StepProgressBar
+
+    counter = CountHostReads(first=5, last=25)
+    try:
+        fit(tmp_path, images["content"], images["style"], steps=40, check_every_n_steps=check_every,
+            callbacks=[counter, StepProgressBar(metrics_every_n_steps=bar_every)],
+            trainer_kwargs={"enable_progress_bar": True, "log_every_n_steps": 50})
+    finally:
+        counter.restore()
+    if at_most is None:
+        assert counter.count >= 20  # at least the check of every step
+    else:
+        assert counter.count <= at_most, counter.count

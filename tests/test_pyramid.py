@@ -54,10 +54,10 @@ def test_resume_across_a_level_change_is_exact(tmp_path, optimizer):
 
 
 def test_images_too_small_for_the_coarsest_level(tmp_path, images):
-    with pytest.raises(StyleTransferError, match=r"pair photo__paint: 32x27 px, .*--model.levels.* at least 32 px"):
+    with pytest.raises(StyleTransferError, match=r"pair photo__paint: 32x27 px, .*StyleTransfer\(levels=\.\.\.\).* at least 32 px"):
         fit(tmp_path, images["content"], images["style"], image_size=32, levels=2)
 
 
 def test_bad_levels():
-    with pytest.raises(StyleTransferError, match="--model.levels and --model.level_steps must be >= 1, got 0 and 100"):
+    with pytest.raises(StyleTransferError, match=r"StyleTransfer\(levels=\.\.\.\) and StyleTransfer\(level_steps=\.\.\.\) must be >= 1, got 0 and 100"):
         StyleTransfer(weights=None, levels=0)

@@ -1,12 +1,15 @@
 """With real pretrained weights, the default settings really stylise: style statistics move to the painting's,
 and the photo stays recognisable."""
 
+import pytest
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from lightning_style.losses import content_loss, gram_matrix, style_loss
 
 from conftest import ROOT, fit
+
+pytestmark = pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips them
 
 
 def test_default_weights_give_a_stylised_recognisable_image(tmp_path, hed_weights):

@@ -27,7 +27,7 @@ OUTPUT = "chelsea__swirls.png"
 def cli(tmp_path, monkeypatch, capsys):
     """Run the command line in-process from the repository, with every file under ``tmp_path``."""
     monkeypatch.chdir(ROOT)
-    redirect = ["--output.dir", str(tmp_path / "out"), "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+    redirect = ["--output.dir", str(tmp_path / "out"),
                 "--trainer.default_root_dir", str(tmp_path / "root")]
 
     def run(*args: str) -> tuple[int | str, str]:
@@ -65,7 +65,7 @@ def test_checkpoints_are_never_unpickled_beyond_tensors(tmp_path, cli):
     with pytest.raises(StyleTransferError, match="not a readable checkpoint"):
         SafeCheckpointIO().load_checkpoint(crafted)  # what the Python API's trainer.fit(ckpt_path=...) uses
     assert not witness.exists()
-    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("case", ["missing", "folder", "empty", "truncated", "random"])
@@ -85,17 +85,17 @@ def test_bad_checkpoints_give_one_line_and_leave_the_result(tmp_path, cli, case)
     expected = {"missing": "no such file", "folder": "it is a folder"}.get(case, "not a readable checkpoint")
     assert_refused(cli("--ckpt_path", str(path)), f"--ckpt_path {path}: {expected}")
     assert result.read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "logs/logs").iterdir()) == ["version_0"]  # no new log folder
+    assert sorted(p.name for p in (tmp_path / "out/logs").iterdir()) == ["version_0"]  # no new log folder
 
 
 def test_a_non_finite_first_step_leaves_the_result(tmp_path, images):
     fit(tmp_path, images["content"], images["style"], steps=2)
     output = tmp_path / "images" / "photo__paint.png"
     before = output.read_bytes()
-    with pytest.raises(NonFiniteError, match="step 0: train/loss is inf"):  # finite in float64, inf in float32
+    with pytest.raises(NonFiniteError, match="train/loss became NaN or infinite between global steps 0 and 4"):  # inf in float32
         fit(tmp_path, images["content"], images["style"], steps=4, style_weight=1e39)
     assert output.read_bytes() == before
-    with pytest.raises(StyleTransferError, match="--model.style_weight must be a finite number >= 0, got inf"):
+    with pytest.raises(StyleTransferError, match=r"StyleTransfer\(style_weight=\.\.\.\) must be a finite number >= 0, got inf"):
         StyleTransfer(weights=None, style_weight=float("inf"))
 
 
@@ -117,16 +117,21 @@ class ExplodesAtStep(torch.optim.Adam):
         return loss
 
 
-def test_an_optimiser_step_that_makes_images_non_finite_rolls_back(tmp_path, images):
-    good, _ = fit(tmp_path / "good", images["content"], images["style"], steps=3, init="noise",
+@pytest.mark.parametrize("check_every, explodes_at, good_steps", [(1, 3, 3), (10, 14, 10)], ids=["every-step", "every-10"])
+def test_an_optimiser_step_that_makes_images_non_finite_rolls_back(tmp_path, images, check_every, explodes_at, good_steps):
+    """The run stops at the first check after the bad step, with the images of the last good check: those before the
+    bad step when every step is checked, otherwise those of the last multiple of check_every_n_steps."""
+    good, _ = fit(tmp_path / "good", images["content"], images["style"], steps=good_steps, init="noise",
                   optimizer=lambda params: torch.optim.Adam(params, lr=0.05))
     pl.seed_everything(0, verbose=False)  # the random VGG weights of fit()'s own model
-    model = StyleTransfer(backbone="vgg16", weights=None, init="noise", steps=6,
-                          optimizer=lambda params: ExplodesAtStep(params, at=3))
-    with pytest.raises(NonFiniteError, match="step 3: the optimiser step made an image NaN or infinite"):
-        fit(tmp_path / "bad", images["content"], images["style"], steps=6, model=model)
+    model = StyleTransfer(backbone="vgg16", weights=None, init="noise", steps=30, check_every_n_steps=check_every,
+                          optimizer=lambda params: ExplodesAtStep(params, at=explodes_at))
+    found = (explodes_at // check_every + 1) * check_every
+    with pytest.raises(NonFiniteError, match=f"an image became NaN or infinite between global steps {good_steps} and "
+                                             f"{found}; stopped with the images of step {good_steps}, the last check"):
+        fit(tmp_path / "bad", images["content"], images["style"], steps=30, model=model)
     torch.testing.assert_close(model.images.detach(), good.images.detach(), atol=1e-6, rtol=0)
-    with Image.open(tmp_path / "bad" / "images" / "photo__paint.png") as written:  # the last good images: step 3's
+    with Image.open(tmp_path / "bad" / "images" / "photo__paint.png") as written:  # the last good images
         assert np.array_equal(np.asarray(written), to_uint8(good.images[0]))
 
 
@@ -194,7 +199,7 @@ def test_outputs_that_cannot_be_replaced_are_refused_at_start_up(tmp_path, cli):
     before = (out / OUTPUT).read_bytes()
     assert_refused(cli(), f"--output.dir: {out / OUTPUT} exists and is read-only")
     assert (out / OUTPUT).read_bytes() == before and oct((out / OUTPUT).stat().st_mode)[-3:] == "444"
-    assert not (tmp_path / "logs").exists()
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT]  # no logs or checkpoints started
     with pytest.raises(StyleTransferError, match=r"the output name 'xxx.*\.png' is longer than the filesystem allows \(255 bytes\)"):
         check_outputs(tmp_path, ["x" * 252 + ".png"])
 
@@ -210,13 +215,13 @@ def test_runs_that_cannot_fit_in_memory_are_refused_before_decoding(tmp_path, cl
 
     code, _ = cli(*args)
     assert re.match(f"lightning-style: error: {message}", code) and "\n" not in code, code
-    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("case", ["log-folder", "root-folder", "not-utf8", "16-true", "no-steps"])
 def test_settings_refused_in_one_line_with_nothing_written(tmp_path, cli, case):
     args, message = {
-        "log-folder": (["--trainer.logger.init_args.save_dir", "pyproject.toml/logs"],
+        "log-folder": (["--trainer.logger", "CSVLogger", "--trainer.logger.init_args.save_dir", "pyproject.toml/logs"],
                        "--trainer.logger.init_args.save_dir pyproject.toml/logs: cannot write there"),
         "root-folder": (["--trainer.default_root_dir", "README.md/x"], "--trainer.default_root_dir README.md/x: cannot write there"),
         "not-utf8": (["--config", str(tmp_path / "latin1.yaml")], f"--config {tmp_path / 'latin1.yaml'}: not UTF-8 text"),
@@ -225,7 +230,7 @@ def test_settings_refused_in_one_line_with_nothing_written(tmp_path, cli, case):
     }[case]
     (tmp_path / "latin1.yaml").write_bytes("model:\n  style_weight: 50  # beta, \xe9crit en latin-1\n".encode("latin-1"))
     assert_refused(cli(*args), message)
-    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists() and not (tmp_path / "root").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "root").exists()
 
 
 def test_resuming_with_other_model_options_names_them(tmp_path, cli):
@@ -238,13 +243,13 @@ def test_resuming_with_other_model_options_names_them(tmp_path, cli):
                     "style_weight (50.0 -> 100.0), tv_weight (1.0 -> 0.0)")
 
 
+@pytest.mark.slow
 def test_when_rank_0_fails_the_other_process_stops(tmp_path):
     # A callback that fails on rank 0 only, at step 2. Rank 1 is stopped at once, while rank 0 handles the failure:
     # it neither waits for rank 0 at its next collective call (NCCL: until the 30-minute timeout; the subprocess
     # timeout below catches a hang) nor adds its own traceback when gloo finds rank 0's connection closed.
     result = run_cli(*DEBUG, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.steps", "1000",
                      "--trainer.callbacks+=failing_callback.FailOnRankZero", "--output.dir", str(tmp_path / "out"),
-                     "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
                      env={"PYTHONPATH": str(ROOT / "tests")}, timeout=240)
     assert result.returncode != 0
     assert "rank 0 fails here" in result.stderr and "[rank1]" not in result.stderr, result.stderr[-3000:]

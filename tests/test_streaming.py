@@ -2,11 +2,9 @@
 with the pairs, a killed run that goes on without redoing finished pairs, and a file that fails late."""
 
 import itertools
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from lightning_style.features import VGGFeatures
 from lightning_style.plan import plan
 
 from collect_results import load_results
-from conftest import ROOT, collected, fit, run_cli, write_image
+from conftest import ROOT, collected, fit, run_cli, run_main, write_image
 
 
 @pytest.mark.parametrize("pairs, batch_size, world", list(itertools.product([1, 2, 3, 7, 10, 33], [1, 2, 4, 8], [1, 2, 3, 8])))
@@ -72,28 +70,34 @@ def test_a_pair_gives_the_same_result_in_any_batch(tmp_path):
         torch.testing.assert_close(runs[0][name], runs[1][name], atol=1e-5, rtol=1e-5)
 
 
-def peak_memory_mb(tmp_path: Path, contents: int) -> float:
-    """Peak RSS of a run over ``contents`` x 4 pairs of 256x213 images, in batches of 2, in a fresh process."""
-    folder = tmp_path / f"{contents}"
-    for k in range(contents):
-        write_image(folder / "contents" / f"c{k}.png", size=(256, 213), seed=k)
-    for k in range(4):
-        write_image(folder / "styles" / f"s{k}.png", size=(256, 213), seed=100 + k)
-    args = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--data.image_size", "256",
-            "--data.content", str(folder / "contents"), "--data.style", str(folder / "styles"), "--data.batch_size", "2",
-            "--model.steps", "1", "--model.style_layers", "[relu1_1]", "--model.content_layers", "[relu1_2]",
-            "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-            "--trainer.default_root_dir", str(folder), "--output.dir", str(folder / "out")]
-    code = ("import resource, sys\nfrom lightning_style.cli import main\n"
-            f"main({args!r})\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+def peak_memory_mb(tmp_path: Path, runs: list[int]) -> list[float]:
+    """Peak RSS after each of the runs over ``contents`` x 4 pairs of 256x213 images, in batches of 2, one after the
+    other in one fresh process (one start-up; the peak only grows, so a later run shows its own growth)."""
+    commands = []
+    for contents in runs:
+        folder = tmp_path / f"{contents}"
+        for k in range(contents):
+            write_image(folder / "contents" / f"c{k}.png", size=(256, 213), seed=k)
+        for k in range(4):
+            write_image(folder / "styles" / f"s{k}.png", size=(256, 213), seed=100 + k)
+        commands.append(["fit", "--config", "configs/debug.yaml", "--data.image_size", "256",
+                         "--data.content", str(folder / "contents"), "--data.style", str(folder / "styles"),
+                         "--data.batch_size", "2", "--model.steps", "1", "--model.style_layers", "[relu1_1]",
+                         "--model.content_layers", "[relu1_1]", "--trainer.enable_progress_bar", "false",
+                         "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+                         "--output.dir", str(folder / "out")])
+    code = ("import resource\nfrom lightning_style.cli import main\n"
+            f"for args in {commands!r}:\n    main(args)\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert len(list((folder / "out").glob("*.png"))) == contents * 4
-    return int(result.stdout.split()[-1]) / 1024
+    for contents in runs:
+        assert len(list((tmp_path / f"{contents}" / "out").glob("*.png"))) == contents * 4
+    return [int(line) / 1024 for line in result.stdout.splitlines() if line.isdigit()]
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_number_of_pairs(tmp_path):
-    few, many = peak_memory_mb(tmp_path, 2), peak_memory_mb(tmp_path, 24)
+    few, many = peak_memory_mb(tmp_path, [2, 24])
     # Holding every pair (image, content, style, Adam's two moments) would take 88 x 5 x 256x213x3 floats more,
     # 286 MB. Measured: within +-60 MB from run to run (the allocator's), for 8, 32, 96 and 192 pairs.
     holding_all = 88 * 5 * 256 * 213 * 3 * 4 / 2**20
@@ -119,37 +123,29 @@ def test_a_file_that_fails_to_decode_late_skips_its_pair(tmp_path, monkeypatch, 
     assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["p0__swirls.png", "p2__swirls.png"]
 
 
-def test_killed_run_goes_on_without_redoing_finished_pairs(tmp_path):
+@pytest.mark.slow
+def test_killed_run_goes_on_without_redoing_finished_pairs(tmp_path, monkeypatch):
     for k in range(3):
         write_image(tmp_path / "photos" / f"p{k}.png", size=(64, 48), seed=k)
-    args = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--model.init", "noise",
-            "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--model.steps", "40",
-            "--trainer.callbacks.init_args.every_n_train_steps", "5", "--trainer.logger", "false",
-            "--trainer.default_root_dir", str(tmp_path),
+    args = ["fit", "--config", "configs/debug.yaml", "--model.init", "noise",
+            "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--model.steps", "20",
+            "--trainer.callbacks+=StepCheckpoint", "--trainer.callbacks.every_n_train_steps", "5", "--trainer.logger", "false",
             "--trainer.callbacks+=collect_results.SaveFinished", "--output.dir", str(tmp_path / "out")]
-    env = {"PYTHONPATH": str(ROOT / "tests")}
-    script = Path(sys.executable).with_name("lightning-style")
-    last = tmp_path / "out" / "checkpoints" / "last.ckpt"
-    process = subprocess.Popen([str(script), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, **env, "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "killed")})
-    try:
-        deadline = time.time() + 120  # a hang detector, not a timing assumption
-        while time.time() < deadline and not (last.exists() and torch.load(last, weights_only=True)["global_step"] >= 50):
-            time.sleep(0.1)
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    killed_at = torch.load(last, weights_only=True)["global_step"]
-    assert 50 <= killed_at < 120, "the run ended before it could be killed"
+    # Killed (SIGKILL, by itself: no timing involved) at step 27: p0 finished at step 20, p1 in progress, and the
+    # last checkpoint is step 25's.
+    killed = run_cli(*args, "--trainer.callbacks+=failing_callback.KillAtStep", "--trainer.callbacks.step", "27",
+                     env={"PYTHONPATH": str(ROOT / "tests"), "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "killed")})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 25
     first = tmp_path / "out" / "p0__swirls.png"
     written = first.stat().st_mtime_ns
-    resumed = run_cli(*args, "--ckpt_path", "last", env={**env, "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "resumed")})
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("LIGHTNING_STYLE_TEST_RESULTS", str(tmp_path / "resumed"))
+    assert run_main(*args, "--ckpt_path", "last")[0] == 0
     assert first.stat().st_mtime_ns == written  # finished before the kill: not redone
     assert "p0__swirls" not in load_results(tmp_path / "resumed")
-    straight = run_cli(*args[:-1], str(tmp_path / "straight"),
-                       env={**env, "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "straight-results")})
-    assert straight.returncode == 0, straight.stderr
+    monkeypatch.setenv("LIGHTNING_STYLE_TEST_RESULTS", str(tmp_path / "straight-results"))
+    assert run_main(*args[:-1], str(tmp_path / "straight"))[0] == 0
     pieces = {**load_results(tmp_path / "killed"), **load_results(tmp_path / "resumed")}
     expected = load_results(tmp_path / "straight-results")
     assert pieces.keys() == expected.keys() == {"p0__swirls", "p1__swirls", "p2__swirls"}

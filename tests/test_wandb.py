@@ -16,20 +16,21 @@ from wandb_records import config, history_keys, read_records
 PAIRS = ["astronaut__swirls", "chelsea__swirls"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", [1, 2], ids=["1-process", "2-process-ddp"])
 def test_offline_wandb_run_without_credentials(tmp_path, devices):
     env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(tmp_path / "none")}
     result = run_cli(
         "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config", "configs/wandb.yaml",
         "--data.content", "examples/content", "--model.steps", "4", "--images.every_n_steps", "2",
-        "--trainer.logger.init_args.save_dir", str(tmp_path), "--output.dir", str(tmp_path / "out"),
+        "--output.dir", str(tmp_path / "out"),
         "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto", env=env,
     )
     assert result.returncode == 0, result.stderr
     notice = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("W&B:")]
     assert len(notice) == 1 and "no W&B credentials" in notice[0] and "wandb sync" in notice[0]
 
-    (run,) = (tmp_path / "wandb").glob("offline-run-*")  # one run: only rank 0 logs
+    (run,) = (tmp_path / "out" / "wandb").glob("offline-run-*")  # under --output.dir; one run: only rank 0 logs
     # The batch in progress, one picture per pair under one key: the two pairs have two shapes, so two batches,
     # one after the other on one process (steps 2, 4, 6, 8), or one on each of two (rank 0's at steps 2, 4).
     images = sorted((run / "files" / "media" / "images" / "images").glob("batch_*.png"))

@@ -1,0 +1,71 @@
+"""How ``lightning-style fit --help`` reads: a description with examples, the style options before the Trainer's,
+this command's own defaults in the texts, and docstrings' reST markup as plain text."""
+
+import re
+
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
+
+DESCRIPTION = """\
+Paint photographs in the style of paintings (Gatys, Ecker & Bethge's neural style transfer): one image is
+optimised per content/style pair, pairs are streamed through batches of --data.batch_size, and each result is
+written to --output.dir as <content>__<style>.png when its batch finishes.
+
+Examples:
+  lightning-style fit                                  # the example images, 512 px, 500 Adam steps
+  lightning-style fit --data.content my_photo.jpg --data.style painting.jpg
+  lightning-style fit --data.content photos/ --data.style paintings/ --config configs/lbfgs.yaml
+  lightning-style fit ... --ckpt_path last             # go on after an interruption
+
+Every option below can also be set in YAML (--config FILE, composable); --print_config shows the result.
+The style options come first; Lightning's Trainer options follow.
+"""
+USAGE = "lightning-style fit [--config FILE] [--model.OPTION VALUE] [--data.OPTION VALUE] [--trainer.OPTION VALUE] ..."
+FIRST = ("model", "data", "output", "images")  # the option groups shown before the Trainer's
+TEXTS = {  # where this command's behaviour differs from what the Trainer's docstring says
+    "--trainer.logger": "Logger(s) for the metrics; null: a CSVLogger writing <output.dir>/logs/version_N/metrics.csv "
+                        "(configs/wandb.yaml: W&B); false: none.",
+    "--trainer.default_root_dir": "Folder for Lightning's files when no logger sets one; null: --output.dir.",
+    "--trainer.enable_checkpointing": "null or true: save <output.dir>/checkpoints/last.ckpt every 100 steps and at "
+                                      "the end (resume with --ckpt_path last); false: no checkpoints.",
+    "--ckpt_path": "last: go on with the last run of this command (<output.dir>/checkpoints/last.ckpt; from the "
+                   "beginning if there is none yet), or the path of a checkpoint file written by lightning-style.",
+}
+
+
+def plain_text(text: str) -> str:
+    """``:class:`~a.b.C``` -> ``C``, ````code```` -> ``code``, ```text <url>`_`` -> ``text (url)``."""
+    text = re.sub(r":\w+:`~[\w.]*?(\w+)`", r"\1", text)
+    text = re.sub(r":\w+:`([^`]+)`", r"\1", text)
+    text = re.sub(r"`([^`<]+?) <([^>]+)>`_+", r"\1 (\2)", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
+class HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help with reST markup turned into plain text and descriptions kept as written."""
+
+    def _expand_help(self, action) -> str:
+        return plain_text(super()._expand_help(action))
+
+    def _format_text(self, text: str) -> str:
+        text = plain_text(text % dict(prog=self._prog) if "%(prog)" in text else text)
+        return "".join(line.rstrip() + "\n" for line in text.splitlines()) + "\n"
+
+
+MAIN_PARSER = {"description": DESCRIPTION.split("\n\n")[0] + "\n\nOptions: lightning-style fit --help",
+               "formatter_class": HelpFormatter}
+FIT_PARSER = {"description": DESCRIPTION, "usage": USAGE, "formatter_class": HelpFormatter}
+
+
+def arrange_help(parser: ArgumentParser) -> None:
+    """Put the style option groups first, title the others for this command, and set its own texts."""
+    first = [parser.groups[key] for key in FIRST]
+    rest = [group for group in parser._action_groups if group not in first]
+    parser._action_groups = rest[:2] + first + rest[2:]  # argparse's own two groups (positionals, options) first
+    parser.groups["trainer"].title = "Lightning's Trainer: devices, precision, logging, checkpoints"
+    parser._option_string_actions["--ckpt_path"].container.title = "Going on from a checkpoint"
+    for group in parser._action_groups:
+        group.title = group.title and plain_text(group.title)
+    for option, text in TEXTS.items():
+        parser._option_string_actions[option].help = text
+    for option in ("--data.content", "--data.style"):
+        parser._option_string_actions[option].required = False  # the example images by default
