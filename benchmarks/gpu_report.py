@@ -168,13 +168,6 @@ def precisions(args, device, sizes: Sizes) -> list[dict]:
     return rows
 
 
-def step_flops(args, device, precision: str, pairs: int, size: int) -> int:
-    loop = PlainLoop(args, device, precision, pairs, size)
-    with FlopCounterMode(display=False) as counter:
-        loop.step()
-    return counter.get_total_flops()
-
-
 def sweep(args, device, sizes: Sizes, precision: str) -> list[dict]:
     torch.set_float32_matmul_precision(PRECISIONS[precision][1])
     peak = next((p[precision] for name, p in PEAKS.items() if name in gpu_name(device)), None)
@@ -183,16 +176,19 @@ def sweep(args, device, sizes: Sizes, precision: str) -> list[dict]:
         try:
             loop = PlainLoop(args, device, precision, pairs, sizes.image)
             seconds = seconds_per_step(loop.step, sizes.sweep_steps, sizes.warmup, device)
-        except torch.OutOfMemoryError:
-            rows.append({"pairs": pairs, "out_of_memory": True})
+            with FlopCounterMode(display=False) as counter:
+                loop.step()
+            flops = counter.get_total_flops()
+        except (torch.OutOfMemoryError, RuntimeError) as error:  # cuDNN and cuBLAS report some as RuntimeError
+            rows.append({"pairs": pairs, "failed": str(error).splitlines()[0][:200]})
             break
-        flops = step_flops(args, device, precision, pairs, sizes.image)
+        finally:
+            loop = None
+            empty_cache(device)
         rate = flops / seconds
         rows.append({"pairs": pairs, "pair_steps_per_s": pairs / seconds, "ms_per_step": seconds * 1e3,
                      "tflop_per_s": rate / 1e12, "of_peak": rate / peak if peak else None})
         print(f"  batch {pairs}: {pairs / seconds:.1f} pair-steps/s, {rate / 1e12:.1f} TFLOP/s", flush=True)
-        del loop
-        empty_cache(device)
     return rows
 
 
@@ -223,17 +219,21 @@ def largest(args, device, sizes: Sizes, precision: str) -> dict:
         for side in sizes.sides:
             try:
                 loop = PlainLoop(args, device, precision, 1, side, checkpointing=checkpointing)
+                loop.step()  # the first step at a shape also holds cuDNN's benchmark workspaces: measure the second
                 used = peak_bytes(device, loop.step)
                 if per_megapixel is None and used is not None:
                     per_megapixel = used / 1e9 / (loop.images[0, 0].numel() / 1e6)
                 fits = side
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, RuntimeError) as error:  # some come as cuDNN/cuBLAS RuntimeErrors
+                failure = str(error).splitlines()[0][:200]
                 break
             finally:
                 loop = None
                 empty_cache(device)
+        else:
+            failure = None
         out["checkpointing" if checkpointing else "plain"] = {"largest_side_that_fits": fits, "gb_per_megapixel": per_megapixel,
-                                                             "largest_side_tried": sizes.sides[-1]}
+                                                             "largest_side_tried": sizes.sides[-1], "stopped_by": failure}
         print(f"  checkpointing {checkpointing}: {fits} px fits, {per_megapixel} GB/Mpx", flush=True)
     return out
 
@@ -244,11 +244,12 @@ def time_to_loss(args, device, sizes: Sizes, precision: str) -> list[dict]:
     traces = {}
     for optimizer in ("adam", "lbfgs"):
         loop = PlainLoop(args, device, precision, 1, sizes.image, optimizer=optimizer)
+        sync(device)
         trace, start = [], time.perf_counter()
         for _ in range(sizes.loss_steps):
             loop.step()
-            trace.append((time.perf_counter() - start, loop.loss))  # read after the loop: no waiting per step
-        sync(device)
+            sync(device)  # L-BFGS waits for its loss every step anyway: the same clock for both
+            trace.append((time.perf_counter() - start, loop.loss))
         traces[optimizer] = [(t, loss.item()) for t, loss in trace]
     target = traces["adam"][-1][1]
     rows = []
@@ -272,8 +273,8 @@ def markdown(report: dict) -> str:
     lines += ["", f"Batches ({report['fastest']}):", "",
               "| pairs per batch | pair-steps/s | ms/step | TFLOP/s | of peak |", "|---|---|---|---|---|"]
     for r in report["sweep"]:
-        if r.get("out_of_memory"):
-            lines.append(f"| {r['pairs']} | out of memory | | | |")
+        if r.get("failed"):
+            lines.append(f"| {r['pairs']} | failed: {r['failed']} | | | |")
         else:
             peak = f"{r['of_peak']:.0%}" if r["of_peak"] else "unknown peak"
             lines.append(f"| {r['pairs']} | {r['pair_steps_per_s']:.1f} | {r['ms_per_step']:.2f} | {r['tflop_per_s']:.1f} | {peak} |")
@@ -308,23 +309,28 @@ def main() -> None:
     started = time.perf_counter()
     report = {"device": gpu_name(device), "torch": torch.__version__, "backbone": args.backbone, "weights": args.weights,
               "image": sizes.image, "smoke": args.smoke}
-    print("1. tests marked gpu", flush=True)
-    report["tests"] = {"summary": "not run (--skip-tests)"} if args.skip_tests else run_gpu_tests()
-    print(f"  {report['tests']['summary']}\n2. precisions", flush=True)
-    report["precisions"] = precisions(args, device, sizes)
-    report["fastest"] = min(report["precisions"], key=lambda r: r["plain_ms"])["precision"]
-    print(f"3. batches ({report['fastest']})", flush=True)
-    report["sweep"] = sweep(args, device, sizes, report["fastest"])
-    print("4. largest image", flush=True)
-    report["largest"] = largest(args, device, sizes, report["fastest"])
-    print("5. time to a target loss", flush=True)
-    report["time_to_loss"] = time_to_loss(args, device, sizes, report["fastest"])
-    report["seconds"] = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    sections = [
+        ("tests", "1. tests marked gpu", lambda: {"summary": "not run (--skip-tests)"} if args.skip_tests else run_gpu_tests()),
+        ("precisions", "2. precisions", lambda: precisions(args, device, sizes)),
+        ("sweep", "3. batches", lambda: sweep(args, device, sizes, fastest(report))),
+        ("largest", "4. largest image", lambda: largest(args, device, sizes, fastest(report))),
+        ("time_to_loss", "5. time to a target loss", lambda: time_to_loss(args, device, sizes, fastest(report))),
+    ]
+    for key, title, measure in sections:
+        print(title, flush=True)
+        report[key] = measure()
+        report["seconds"] = time.perf_counter() - started
+        (out / "report.json").write_text(json.dumps(report, indent=2))  # after each part: a late failure keeps the rest
+    report["fastest"] = fastest(report)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(report))
     print(markdown(report) + f"\n{report['seconds']:.0f} s; written to {out}/report.md and report.json")
+
+
+def fastest(report: dict) -> str:
+    return min(report["precisions"], key=lambda row: row["plain_ms"])["precision"]
 
 
 if __name__ == "__main__":

@@ -127,9 +127,16 @@ class ImageWriter(pl.Callback):
             raise failed
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        # NaN: the images were put back to those of global step images_step, which this run optimised if that is
-        # later than its start; otherwise the images of the step that was interrupted.
-        step = exception.images_step if isinstance(exception, NonFiniteError) else trainer.global_step
+        # The images of the step that was interrupted, unless they went NaN since the last check: then those of
+        # the last good check (global step images_step), written only if this run optimised them.
+        step = trainer.global_step
+        if isinstance(exception, NonFiniteError):
+            step = exception.images_step
+        elif pl_module.names:
+            try:
+                pl_module.check_finite()
+            except NonFiniteError as error:
+                step = error.images_step
         optimised = self._start_step is not None and step is not None and step > self._start_step
         if optimised and pl_module.names != self._written and not isinstance(exception, (StyleTransferError, WriteError)):
             self.write(pl_module.results())
@@ -148,7 +155,7 @@ class StepProgressBar(TQDMProgressBar):
 
     def __init__(self, refresh_rate: int = 1, metrics_every_n_steps: int = 10, **kwargs) -> None:
         super().__init__(refresh_rate=refresh_rate, **kwargs)
-        self.metrics_every_n_steps = metrics_every_n_steps
+        self.metrics_every_n_steps, self._metrics_step = max(1, metrics_every_n_steps), 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -187,8 +194,9 @@ class StepProgressBar(TQDMProgressBar):
         step, total = trainer.global_step, self._total(trainer)
         if self.refresh_rate and (step % self.refresh_rate == 0 or step == total):
             bar = self.train_progress_bar
-            if step % self.metrics_every_n_steps == 0 or step == total:  # reading the loss waits for the device
+            if step - self._metrics_step >= self.metrics_every_n_steps or step == total:  # reading waits for the device
                 bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+                self._metrics_step = step
             bar.update(step - bar.n)  # tqdm redraws at most every 0.1 s
 
 
@@ -224,6 +232,7 @@ class ImageLogger(pl.Callback):
         """Log the batch in progress: one picture per pair under one key, and its mean quality figures."""
         if not trainer.is_global_zero or not trainer.loggers or not pl_module.names:
             return
+        pl_module.check_finite()  # no NaN picture on the dashboards
         step, results = trainer.global_step, list(pl_module.results())
         images = torch.stack([image for _, image in results]).float()
         contents = pl_module.contents.to(images)

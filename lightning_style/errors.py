@@ -10,6 +10,7 @@ import re
 _OWNERS = {"model": "StyleTransfer", "data": "PairDataModule", "trainer": "Trainer", "output": "ImageWriter",
            "images": "ImageLogger"}
 _LITERALS = {"true": "True", "false": "False", "null": "None"}
+_LEADING = re.compile(r"^--(\w+)\.(\w+) (?!(?:must|is|and|needs|has|cannot)\b)('[^']*'|[^\s:;,']+)")
 _ADVICE = re.compile(r"\b(pass|use|give|needs) --(\w+)\.(\w+) (?!must|is|and|needs)([^\s,;)]+)")
 _LITERAL = re.compile(r"--(\w+)\.(\w+) (true|false|null)\b")
 _FLAG = re.compile(r"--(\w+)\.(\w+)")
@@ -29,6 +30,15 @@ def in_python_words(message: str) -> str:
         value = _LITERALS.get(value, value if re.fullmatch(r"-?[\d.]+", value) else repr(value))
         return f"{verb} {owner(group)}({name}={value})"
 
+    def leading(match: re.Match) -> str:  # "--trainer.precision 16-true would..." -> "Trainer(precision='16-true') would..."
+        group, name, value = match.groups()
+        if not owner(group):
+            return match[0]
+        quoted = value if value.startswith("'") else repr(value)
+        value = _LITERALS.get(value, value if re.fullmatch(r"-?[\d.]+", value) else quoted)
+        return f"{owner(group)}({name}={value})"
+
+    message = _LEADING.sub(leading, message)
     message = _ADVICE.sub(advice, message)
     message = _LITERAL.sub(lambda m: f"{owner(m[1])}({m[2]}={_LITERALS[m[3]]})" if owner(m[1]) else m[0], message)
     return _FLAG.sub(lambda m: f"{owner(m[1])}({m[2]}=...)" if owner(m[1]) else m[0], message)
@@ -58,8 +68,9 @@ class NonFiniteError(_Worded, RuntimeError):
     """The loss or an image became NaN or infinite during optimisation.
 
     Raised at the first check after it happened (``StyleTransfer(check_every_n_steps=...)``, each batch end, each
-    checkpoint): the images are put back to those of the last good check, taken before global step
-    ``images_step``; they are written to disk if this run optimised them, and no checkpoint holds the bad values.
+    checkpoint): the images are put back to those of the last good check, those of global step ``images_step``
+    (``None`` when they are the batch's starting images, no result). They are written to disk if this run
+    optimised them, and no checkpoint holds the bad values.
     """
 
     def __init__(self, message: str, images_step: int | None = None) -> None:

@@ -52,7 +52,7 @@ class WandbLogger(_WandbLogger):
             kwargs["settings"] = wandb.Settings(silent=True)  # one line of ours instead of W&B's ten
         super().__init__(offline=offline or reason is not None, save_dir=save_dir, **kwargs)
         if self._wandb_init.get("anonymous") is None:
-            del self._wandb_init["anonymous"]  # Lightning passes None, and W&B warns that it "has no effect"
+            self._wandb_init.pop("anonymous", None)  # Lightning passes None, and W&B warns that it "has no effect"
         self._offline_reason = reason
 
     @property
@@ -68,6 +68,6 @@ class WandbLogger(_WandbLogger):
                 folder = Path(run.dir).parent
                 why = f"{self._offline_reason}; " if self._offline_reason else ""
                 rank_zero_info(f"W&B: {why}logging offline to {folder}; upload later with `wandb sync {folder}`")
-            else:
+            elif run.url:
                 rank_zero_info(f"W&B: run {run.name} at {run.url}")
         return run

@@ -129,7 +129,7 @@ class StyleTransfer(LightningModule):
         if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
             raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
         if init not in ("content", "style", "noise"):
-            open_image(init, "--model.init image").close()
+            open_image(init, "--model.init").close()
         self.content_layers = _layer_weights(content_layers, "content_layers")
         self.style_layers = _layer_weights(style_layers, "style_layers")
         if weights is None:
@@ -154,6 +154,7 @@ class StyleTransfer(LightningModule):
         self._losses: dict[str, Tensor] = {}
         self._finite: Tensor | None = None  # on the device: every loss since the last check was finite
         self._last_good: tuple[int, Tensor] | None = None  # (global step, images) at the last good check
+        self._batch_start = 0  # the global step at which the batch in progress started
 
     @property
     def min_image_size(self) -> int:
@@ -207,12 +208,12 @@ class StyleTransfer(LightningModule):
             start = torch.zeros(1, 3, 1, 1, device=self.device)
         else:
             init = self.hparams.init
-            image = None if init in ("content", "style", "noise") else load_image(init, role="--model.init image")
+            image = None if init in ("content", "style", "noise") else load_image(init, role="--model.init")
             start = torch.stack([self._initial_image(name, content, styles[0], image)
                                  for name, content, styles in zip(batch.names, batch.contents, batch.styles)])
         self.images = nn.Parameter(start)
         self.trainer.strategy.optimizers = [self.configure_optimizers()]  # state belongs to the previous batch
-        self._last_good, self._finite = None, None
+        self._last_good, self._finite, self._batch_start = None, None, self.global_step
 
     def _initial_image(self, name: str, content: Tensor, style: Tensor, image: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
@@ -290,12 +291,13 @@ class StyleTransfer(LightningModule):
             if self._last_good is None:  # no good images of this run to go back to
                 raise NonFiniteError("the images are NaN or infinite (lower the loss weights or the learning rate)")
             step = self._restore_good()
+            optimised = step if step > self._batch_start else None  # a batch's starting images are no result
             losses = self._losses
             bad = [key for key in ("loss", "content", "style", "tv") if key in losses and not losses[key].isfinite().all()]
             what = f"train/{bad[0]}" if bad else "an image"
             raise NonFiniteError(f"{what} became NaN or infinite between global steps {step} and {steps_done}; "
                                  f"stopped with the images of step {step}, the last check (lower the loss weights or "
-                                 "the learning rate)", images_step=step)
+                                 "the learning rate)", images_step=optimised)
         self._keep_good(steps_done)
 
     def _note_finite(self, finite: Tensor) -> None:
@@ -310,7 +312,11 @@ class StyleTransfer(LightningModule):
         step, images = self._last_good
         with torch.no_grad():
             self.images.copy_(images)
+        self._finite = None  # these images are good: later checks start from them
         return step
+
+    def on_train_start(self) -> None:
+        self._last_good, self._finite = None, None  # a new fit (or a resume): nothing checked in it yet
 
     def on_train_epoch_end(self) -> None:
         self.trainer.should_stop = True  # the epoch went through every batch of the plan: every pair is done

@@ -100,7 +100,7 @@ def test_style_scale(images):
         ("missing", r"content .*missing.png: no such file"),
         ("empty", r"content .*empty.png: the file is empty"),
         ("text", r"content .*text.jpg: not a readable image"),
-        ("zip", r"PairDataModule\(pairing=\.\.\.\) zip needs as many content as style images, got 2 and 3"),
+        ("zip", r"PairDataModule\(pairing='zip'\) needs as many content as style images, got 2 and 3"),
         ("size", r"PairDataModule\(image_size=\.\.\.\) must be a positive number of pixels, got 0"),
         ("bomb", r"content .*huge.png: too large, refused before decoding \(Image size \(400000000 pixels\)"),
     ],

@@ -115,8 +115,8 @@ def test_weights_for_another_backbone_say_which_fits(tmp_path):
     "kwargs, message",
     [
         ({"layers": ["relu9_1"]}, "unknown vgg16 layer 'relu9_1'; known layers: relu1_1"),
-        ({"layers": ["relu1_1"], "backbone": "resnet50"}, r"StyleTransfer\(backbone=\.\.\.\) 'resnet50' is not one of vgg19_bn"),
-        ({"layers": ["relu1_1"], "weights": "missing.pth"}, r"StyleTransfer\(weights=\.\.\.\) 'missing.pth' is neither a file"),
+        ({"layers": ["relu1_1"], "backbone": "resnet50"}, r"StyleTransfer\(backbone='resnet50'\) is not one of vgg19_bn"),
+        ({"layers": ["relu1_1"], "weights": "missing.pth"}, r"StyleTransfer\(weights='missing.pth'\) is neither a file"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -147,7 +147,7 @@ def test_resume_with_other_images_starts_every_pair(tmp_path, images):
         ({"style_weight": -1.0}, r"StyleTransfer\(style_weight=\.\.\.\) must be a finite number >= 0"),
         ({"style_layers": {"relu1_1": -1.0}}, "weight of relu1_1 must be >= 0"),
         ({"content_layers": []}, r"StyleTransfer\(content_layers=\.\.\.\) is empty"),
-        ({"init": "nowhere.png"}, r"StyleTransfer\(init=\.\.\.\) image nowhere.png: no such file"),
+        ({"init": "nowhere.png"}, r"StyleTransfer\(init='nowhere.png'\): no such file"),
         ({"steps": 0}, r"StyleTransfer\(steps=\.\.\.\) must be >= 1, got 0"),
     ],
 )

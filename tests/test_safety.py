@@ -253,3 +253,50 @@ def test_when_rank_0_fails_the_other_process_stops(tmp_path):
                      env={"PYTHONPATH": str(ROOT / "tests")}, timeout=240)
     assert result.returncode != 0
     assert "rank 0 fails here" in result.stderr and "[rank1]" not in result.stderr, result.stderr[-3000:]
+
+
+class FailsAtStep(pl.Callback):
+    """Raises at the end of global step ``at``: a crash (or Ctrl-C) between two NaN checks."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.at:
+            raise RuntimeError("crash between two checks")
+
+
+def test_a_crash_after_an_unchecked_nan_writes_the_last_good_images(tmp_path, images):
+    good, _ = fit(tmp_path / "good", images["content"], images["style"], steps=10, init="noise",
+                  optimizer=lambda params: torch.optim.Adam(params, lr=0.05))
+    pl.seed_everything(0, verbose=False)
+    model = StyleTransfer(backbone="vgg16", weights=None, init="noise", steps=30,
+                          optimizer=lambda params: ExplodesAtStep(params, at=12))
+    with pytest.raises(RuntimeError, match="crash between two checks"):
+        fit(tmp_path / "bad", images["content"], images["style"], steps=30, model=model, callbacks=[FailsAtStep(14)])
+    with Image.open(tmp_path / "bad" / "images" / "photo__paint.png") as written:  # step 10's, not NaN
+        assert np.array_equal(np.asarray(written), to_uint8(good.images[0]))
+    model.check_finite()  # the restored images are good: later checks start from them
+
+
+def test_a_batch_that_fails_before_its_first_check_writes_nothing(tmp_path, images):
+    steps = []  # optimiser steps over every batch's optimiser
+
+    def explodes_at_global_step_5(params):
+        optimizer = ExplodesAtStep(params, at=-1)
+        step = optimizer.step
+
+        def counted(closure=None):
+            optimizer.at = optimizer.count if len(steps) == 5 else -1
+            steps.append(None)
+            return step(closure)
+
+        optimizer.step = counted
+        return optimizer
+
+    pl.seed_everything(0, verbose=False)
+    model = StyleTransfer(backbone="vgg16", weights=None, steps=5, optimizer=explodes_at_global_step_5)
+    with pytest.raises(NonFiniteError, match="between global steps 5 and 10; stopped with the images of step 5"):
+        fit(tmp_path, images["content"], [images["style"], images["style2"]], steps=5, batch_size=1, model=model)
+    # The first pair's result was written when its batch finished; the second's starting images are no result.
+    assert sorted(path.name for path in (tmp_path / "images").iterdir()) == ["photo__paint.png"]
