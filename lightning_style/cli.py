@@ -74,12 +74,12 @@ class StyleTransferCLI(LightningCLI):
         return {"fit": LightningCLI.subcommands()["fit"] | {"weights_only"}}
 
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """The Trainer's options without :data:`UNUSED_TRAINER_OPTIONS`, then the model's and the data's."""
+        """The Trainer's options without :data:`UNUSED_TRAINER_OPTIONS`, then the data's and the model's."""
         parser.add_class_arguments(self.trainer_class, "trainer", fail_untyped=False, instantiate=False,
                                    sub_configs=True, skip=UNUSED_TRAINER_OPTIONS)
         parser.set_defaults({"trainer." + key: value for key, value in self.trainer_defaults.items() if key != "callbacks"})
+        parser.add_lightning_class_args(self.datamodule_class, "data")  # instantiated first: see help.FIRST
         parser.add_lightning_class_args(self.model_class, "model")
-        parser.add_lightning_class_args(self.datamodule_class, "data")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--float32_matmul_precision", type=Literal["highest", "high", "medium"], default="high",

@@ -20,7 +20,7 @@ Every option below can also be set in YAML (--config FILE, composable); --print_
 The style options come first; Lightning's Trainer options follow.
 """
 USAGE = "lightning-style fit [--config FILE] [--model.OPTION VALUE] [--data.OPTION VALUE] [--trainer.OPTION VALUE] ..."
-FIRST = ("model", "data", "output", "images")  # the option groups shown before the Trainer's
+FIRST = ("data", "model", "output", "images")  # shown before the Trainer's; instantiated in this order too
 TEXTS = {  # where this command's behaviour differs from what the Trainer's docstring says
     "--trainer.logger": "Logger(s) for the metrics; null: a CSVLogger writing <output.dir>/logs/version_N/metrics.csv "
                         "(configs/wandb.yaml: W&B); false: none.",
@@ -57,7 +57,8 @@ FIT_PARSER = {"description": DESCRIPTION, "usage": USAGE, "formatter_class": Hel
 
 
 def arrange_help(parser: ArgumentParser) -> None:
-    """Put the style option groups first, title the others for this command, and set its own texts."""
+    """Put the style option groups first, title the others for this command, and set its own texts. jsonargparse
+    instantiates the groups in this order: the data's file checks run before the model fetches VGG weights."""
     first = [parser.groups[key] for key in FIRST]
     rest = [group for group in parser._action_groups if group not in first]
     parser._action_groups = rest[:2] + first + rest[2:]  # argparse's own two groups (positionals, options) first

@@ -178,10 +178,19 @@ def test_python_dash_m_and_help():
     assert result.returncode == 0
     text = result.stdout
     where = lambda option: text.index(f"\n  {option}")  # where the option is documented
-    assert text.index("Examples:") < where("--model.backbone") < where("--data.content") < where("--trainer.accelerator")
-    assert text[: where("--model.backbone")].count("\n") < 40  # on the first screen, not after the Trainer's 400 lines
+    assert text.index("Examples:") < where("--data.content") < where("--model.backbone") < where("--trainer.accelerator")
+    assert text[: where("--data.content")].count("\n") < 40  # on the first screen, not after the Trainer's 400 lines
     for option in ["--model.style_weight", "--data.pairing", "--output.dir", "--model.optimizer", "--ckpt_path"]:
         assert option in text
     assert "default: examples/content/chelsea.png" in " ".join(text.split()) and "required" not in text
     assert not re.search(r"``|:(class|mod|meth|func|attr):", text)
     assert "--trainer.limit_val_batches" not in text and "--trainer.accumulate_grad_batches" not in text
+
+
+def test_a_missing_photo_is_found_before_any_weights_are_fetched(tmp_path, in_repo, monkeypatch):
+    """The data's file checks come first: a typo costs no 548 MB download."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for variable in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"]:
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # a download would fail, with another message
+    assert run_main("fit", "--data.content", "nothere.jpg")[0] == "lightning-style: error: content nothere.jpg: no such file"
+    assert not (tmp_path / "hub").exists()
