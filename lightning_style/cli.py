@@ -84,8 +84,8 @@ class StyleTransferCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--float32_matmul_precision", type=Literal["highest", "high", "medium"], default="high",
                             help="torch.set_float32_matmul_precision for the run: high lets CUDA GPUs use TF32 for the "
-                                 "Gram matrices' products, as PyTorch already does for convolutions (measured by "
-                                 "benchmarks/gpu_report.py); highest keeps full float32. No effect on the CPU.")
+                                 "Gram matrices' products, as PyTorch already does for convolutions (benchmarks/gpu_report.py "
+                                 "measures both); highest keeps full float32. No effect on the CPU.")
         parser.add_lightning_class_args(ImageWriter, "output")
         parser.add_lightning_class_args(ImageLogger, "images")
         parser.link_arguments("model.steps", "data.steps")  # the data plans the steps that the model takes
