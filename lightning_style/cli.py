@@ -78,7 +78,7 @@ class StyleTransferCLI(LightningCLI):
         parser.add_class_arguments(self.trainer_class, "trainer", fail_untyped=False, instantiate=False,
                                    sub_configs=True, skip=UNUSED_TRAINER_OPTIONS)
         parser.set_defaults({"trainer." + key: value for key, value in self.trainer_defaults.items() if key != "callbacks"})
-        parser.add_lightning_class_args(self.datamodule_class, "data")  # instantiated first: see help.FIRST
+        parser.add_lightning_class_args(self.datamodule_class, "data")  # the order of instantiation: help.FIRST
         parser.add_lightning_class_args(self.model_class, "model")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
