@@ -21,7 +21,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 
 from lightning_style import PairDataModule, StyleTransfer
 from lightning_style.callbacks import side_by_side, to_pil
-from lightning_style.color import _RGB_TO_YIQ
+from lightning_style.color import to_yiq
 from lightning_style.offline_weights import default_path, fetch_hed_vgg16
 
 CONTENT, STYLE = "examples/content/chelsea.png", "examples/style/swirls.png"
@@ -38,10 +38,6 @@ def stylise(preserve_color: str, style_weight: float, size: int, steps: int, wei
         trainer.fit(model, datamodule=data)
     (_, result), = model.results()
     return result, model.contents[0]
-
-
-def yiq(image: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,jhw->ihw", _RGB_TO_YIQ, image)
 
 
 def main() -> None:
@@ -62,7 +58,7 @@ def main() -> None:
     runs = [("none", 100.0), ("luminance", 100.0), ("histogram", 100.0)]
     for preserve_color, style_weight in runs + [("histogram", weight) for weight in args.histogram_weights]:
         result, content = stylise(preserve_color, style_weight, args.size, args.steps, weights)
-        y, y_photo = yiq(result), yiq(content)
+        y, y_photo = to_yiq(result), to_yiq(content)
         contrast = (y[0].std() / y_photo[0].std()).item()
         structure = ssim(y[:1][None], y_photo[:1][None], data_range=1.0).item()
         colour = (y[1:] - y_photo[1:]).norm(dim=0).mean().item()

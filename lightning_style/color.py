@@ -14,6 +14,11 @@ def _apply(matrix: Tensor, image: Tensor) -> Tensor:
     return torch.einsum("ij,jhw->ihw", matrix.to(image), image)
 
 
+def to_yiq(image: Tensor) -> Tensor:
+    """``(3, H, W)`` RGB -> YIQ: Y is the luminance, I and Q the colour."""
+    return _apply(_RGB_TO_YIQ, image)
+
+
 def keep_content_colours(result: Tensor, content: Tensor) -> Tensor:
     """The result's luminance with the content's colour (I and Q of YIQ), as neural-style's ``-original_colors``.
 
@@ -23,8 +28,8 @@ def keep_content_colours(result: Tensor, content: Tensor) -> Tensor:
     >>> keep_content_colours(grey, pink).flatten().round(decimals=3)
     tensor([0.6400, 0.4400, 0.4400])
     """
-    yiq = _apply(_RGB_TO_YIQ, content)
-    yiq[0] = _apply(_RGB_TO_YIQ, result)[0]
+    yiq = to_yiq(content)
+    yiq[0] = to_yiq(result)[0]
     return _apply(torch.linalg.inv(_RGB_TO_YIQ), yiq).clamp(0, 1)
 
 

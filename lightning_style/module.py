@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from .checkpoints import SafeCheckpointIO, is_remote
 from .color import keep_content_colours
-from .errors import NonFiniteError, StyleTransferError
+from .errors import StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
+from .guard import FiniteGuard
 from .images import load_image, open_image
 from .objective import StyleObjective
 from .pairs import PairBatch
@@ -152,9 +153,7 @@ class StyleTransfer(LightningModule):
         self.skipped_total = 0  # over every process, known at the end of fit
         self._step_in_batch = 0
         self._losses: dict[str, Tensor] = {}
-        self._finite: Tensor | None = None  # on the device: every loss since the last check was finite
-        self._last_good: tuple[int, Tensor] | None = None  # (global step, images) at the last good check
-        self._batch_start = 0  # the global step at which the batch in progress started
+        self.guard = FiniteGuard()  # NaN checks every check_every_n_steps, not at every step
 
     @property
     def min_image_size(self) -> int:
@@ -213,7 +212,7 @@ class StyleTransfer(LightningModule):
                                  for name, content, styles in zip(batch.names, batch.contents, batch.styles)])
         self.images = nn.Parameter(start)
         self.trainer.strategy.optimizers = [self.configure_optimizers()]  # state belongs to the previous batch
-        self._last_good, self._finite, self._batch_start = None, None, self.global_step
+        self.guard.start_batch(self.global_step)
 
     def _initial_image(self, name: str, content: Tensor, style: Tensor, image: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
@@ -243,7 +242,7 @@ class StyleTransfer(LightningModule):
         self._losses = {key: losses[key].detach() for key in LOSS_KEYS}
         total = losses["loss"].sum()
         count = len(self.names)
-        self._note_finite(torch.isfinite(total))
+        self.guard.note(torch.isfinite(total))
         # Not prog_bar=True: Lightning would read it from the device at every step; StepProgressBar reads it every N.
         self.log("train/loss", total / count, batch_size=count)
         # Each self.log call costs about 0.5 ms, as much as a 64 px step: log the terms only when the loggers write.
@@ -267,10 +266,10 @@ class StyleTransfer(LightningModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would
         # otherwise save the unclamped image, so a resumed run would differ from an uninterrupted one.
-        if self._last_good is None:
-            self._keep_good(self.global_step)  # the batch's first step (or the first after a resume): good images
+        if self.guard.good is None:
+            self.guard.keep(self.images, self.global_step)  # a batch's first step (or a resume's): good images
         super().optimizer_step(*args, **kwargs)
-        self._note_finite(torch.isfinite(self.images).all())  # before the clamp, which would turn inf into 1
+        self.guard.note(torch.isfinite(self.images).all())  # before the clamp, which would turn inf into 1
         with torch.no_grad():
             self.images.clamp_(0, 1)
         last, done = self._step_in_batch == self.hparams.steps - 1, self.global_step + 1  # Lightning counts it later
@@ -282,41 +281,12 @@ class StyleTransfer(LightningModule):
     def check_finite(self, steps_done: int | None = None) -> None:
         """Raise :class:`NonFiniteError` with the images of the last good check put back if a loss or an image
         went NaN or infinite since then; otherwise remember these images as good, as those after ``steps_done``
-        global steps (default: the trainer's count). One host synchronisation."""
-        steps_done = self.global_step if steps_done is None else steps_done
-        if not self.names:
-            return
-        finite = torch.isfinite(self.images).all()
-        if not bool(finite if self._finite is None else finite & self._finite):
-            if self._last_good is None:  # no good images of this run to go back to
-                raise NonFiniteError("the images are NaN or infinite (lower the loss weights or the learning rate)")
-            step = self._restore_good()
-            optimised = step if step > self._batch_start else None  # a batch's starting images are no result
-            losses = self._losses
-            bad = [key for key in ("loss", "content", "style", "tv") if key in losses and not losses[key].isfinite().all()]
-            what = f"train/{bad[0]}" if bad else "an image"
-            raise NonFiniteError(f"{what} became NaN or infinite between global steps {step} and {steps_done}; "
-                                 f"stopped with the images of step {step}, the last check (lower the loss weights or "
-                                 "the learning rate)", images_step=optimised)
-        self._keep_good(steps_done)
-
-    def _note_finite(self, finite: Tensor) -> None:
-        """Fold ``finite`` into a flag on the device, read at the next check: reading it now would wait for the
-        device (a host synchronisation per step)."""
-        self._finite = finite if self._finite is None else self._finite & finite
-
-    def _keep_good(self, steps_done: int) -> None:
-        self._last_good, self._finite = (steps_done, self.images.detach().clone()), None
-
-    def _restore_good(self) -> int:
-        step, images = self._last_good
-        with torch.no_grad():
-            self.images.copy_(images)
-        self._finite = None  # these images are good: later checks start from them
-        return step
+        global steps (default: the trainer's count). One host synchronisation (see :class:`FiniteGuard`)."""
+        if self.names:
+            self.guard.check(self.images, self.global_step if steps_done is None else steps_done, self._losses)
 
     def on_train_start(self) -> None:
-        self._last_good, self._finite = None, None  # a new fit (or a resume): nothing checked in it yet
+        self.guard.reset()
 
     def on_train_epoch_end(self) -> None:
         self.trainer.should_stop = True  # the epoch went through every batch of the plan: every pair is done
