@@ -25,7 +25,9 @@ from .guard import FiniteGuard
 from .images import load_image, open_image
 from .objective import StyleObjective
 from .pairs import PairBatch
+from .plateau import Plateau
 from .strategy import IndependentDDPStrategy
+from .style_losses import STYLE_LOSSES, StyleLossName
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 LOSS_KEYS = ("loss", "content", "style", "tv")
@@ -67,7 +69,11 @@ class StyleTransfer(LightningModule):
             a torchvision-format state_dict, or ``null`` for random weights (tests and smoke runs only).
         steps: optimisation steps each pair gets (a batch of pairs is optimised together for that many steps).
         content_layers: layers matched to the content image, a list (equal weights) or ``{layer: weight}``.
-        style_layers: layers whose Gram matrices are matched to the style image, a list or ``{layer: weight}``.
+        style_layers: layers whose statistics are matched to the style image's, a list or ``{layer: weight}``.
+        style_loss: how a layer's style is compared: ``gram`` (the paper's Gram matrices: second moments),
+            ``wasserstein`` (the Wasserstein-2 distance between Gaussians fitted to the features: means and
+            covariances) or ``sliced`` (sliced Wasserstein: the whole distributions along random directions, drawn
+            anew at every step from the seed, the layer and the step). See the README for what each is good for.
         content_weight: alpha, the weight of the content loss.
         style_weight: beta, the weight of the style loss. Both losses are normalised (see ``losses.py``), so the
             ratio means the same for every backbone and image size.
@@ -95,6 +101,10 @@ class StyleTransfer(LightningModule):
             for the device otherwise: a failure is found at the next check (also at each batch end and before each
             checkpoint), and the run stops with the images of the last good check, at most this many steps back.
             1 checks every step (the images before the failing step; a host synchronisation per step).
+        plateau_tolerance: stop a batch early when its loss improved by less than this fraction over the last
+            ``plateau_window`` steps (read at the checks, at full size only); 0 (the default) never stops early.
+            The batch's remaining steps then cost nothing, and its images are written at its planned end.
+        plateau_window: the steps over which the improvement is measured.
     """
 
     def __init__(
@@ -104,6 +114,7 @@ class StyleTransfer(LightningModule):
         steps: int = 500,
         content_layers: list[str] | dict[str, float] = ("relu4_2",),
         style_layers: list[str] | dict[str, float] = STYLE_LAYERS,
+        style_loss: StyleLossName = "gram",
         content_weight: float = 1.0,
         style_weight: float = 100.0,
         tv_weight: float = 0.0,
@@ -117,6 +128,8 @@ class StyleTransfer(LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         check_every_n_steps: int = 10,
+        plateau_tolerance: float = 0.0,
+        plateau_window: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
@@ -125,10 +138,15 @@ class StyleTransfer(LightningModule):
                 raise StyleTransferError(f"--model.{option} must be a finite number >= 0, got {value}")
         if not (isinstance(steps, int) and steps >= 1):
             raise StyleTransferError(f"--model.steps must be >= 1, got {steps}")
+        if not (0 <= plateau_tolerance < 1 and isinstance(plateau_window, int) and plateau_window >= 1):
+            raise StyleTransferError(f"--model.plateau_tolerance must be in [0, 1) and --model.plateau_window >= 1, got "
+                                     f"{plateau_tolerance} and {plateau_window}")
         if not (isinstance(check_every_n_steps, int) and check_every_n_steps >= 1):
             raise StyleTransferError(f"--model.check_every_n_steps must be >= 1, got {check_every_n_steps}")
         if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
             raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
+        if style_loss not in STYLE_LOSSES:
+            raise StyleTransferError(f"--model.style_loss must be one of {', '.join(STYLE_LOSSES)}, got {style_loss!r}")
         if init not in ("content", "style", "noise"):
             open_image(init, "--model.init").close()
         self.content_layers = _layer_weights(content_layers, "content_layers")
@@ -154,6 +172,7 @@ class StyleTransfer(LightningModule):
         self._step_in_batch = 0
         self._losses: dict[str, Tensor] = {}
         self.guard = FiniteGuard()  # NaN checks every check_every_n_steps, not at every step
+        self.plateau = Plateau(plateau_tolerance, plateau_window)
 
     @property
     def min_image_size(self) -> int:
@@ -195,7 +214,8 @@ class StyleTransfer(LightningModule):
                 content_layers=self.content_layers, style_layers=self.style_layers,
                 content_weight=self.hparams.content_weight, style_weight=self.hparams.style_weight,
                 tv_weight=self.hparams.tv_weight, histogram=self.hparams.preserve_color == "histogram",
-                factors=tuple(2**k for k in range(self.hparams.levels)),
+                factors=tuple(2**k for k in range(self.hparams.levels)), style_loss=self.hparams.style_loss,
+                seed=torch.initial_seed(),
             )
         if 0 < batch.step <= self.hparams.level_steps * (self.hparams.levels - 1) and batch.step % self.hparams.level_steps == 0:
             for optimizer in self.trainer.optimizers:
@@ -213,6 +233,7 @@ class StyleTransfer(LightningModule):
         self.images = nn.Parameter(start)
         self.trainer.strategy.optimizers = [self.configure_optimizers()]  # state belongs to the previous batch
         self.guard.start_batch(self.global_step)
+        self.plateau.start_batch()
 
     def _initial_image(self, name: str, content: Tensor, style: Tensor, image: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
@@ -235,10 +256,10 @@ class StyleTransfer(LightningModule):
     def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
         """The sum of the batch's per-pair losses, so each pair's gradient is its own; logs means over the batch
         (of this process: processes exchange nothing while they optimise)."""
-        if not self.names:
+        if not self.names or self.plateau.stopped_at is not None:
             return self.images.sum() * 0.0
         factor = self.factor_at(batch.step)
-        losses = self.objective(self.images, factor)
+        losses = self.objective(self.images, factor, batch.step)
         self._losses = {key: losses[key].detach() for key in LOSS_KEYS}
         total = losses["loss"].sum()
         count = len(self.names)
@@ -263,18 +284,23 @@ class StyleTransfer(LightningModule):
                 rank_zero_warn("L-BFGS with a line search and max_iter 1 stalls once a line search returns a zero step; use max_iter > 1 or no line search")
         return optimizer
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would
-        # otherwise save the unclamped image, so a resumed run would differ from an uninterrupted one.
-        if self.guard.good is None:
-            self.guard.keep(self.images, self.global_step)  # a batch's first step (or a resume's): good images
-        super().optimizer_step(*args, **kwargs)
-        self.guard.note(torch.isfinite(self.images).all())  # before the clamp, which would turn inf into 1
-        with torch.no_grad():
-            self.images.clamp_(0, 1)
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         last, done = self._step_in_batch == self.hparams.steps - 1, self.global_step + 1  # Lightning counts it later
-        if last or done % self.hparams.check_every_n_steps == 0:
-            self.check_finite(done)
+        if self.plateau.stopped_at is not None:
+            optimizer_closure()  # Lightning checks that the closure ran; training_step returns a constant
+        else:
+            # Clamp here, not in a batch-end hook: checkpoint callbacks run before the module's hooks and would
+            # otherwise save the unclamped image, so a resumed run would differ from an uninterrupted one.
+            if self.guard.good is None:
+                self.guard.keep(self.images, self.global_step)  # a batch's first step (or a resume's): good images
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+            self.guard.note(torch.isfinite(self.images).all())  # before the clamp, which would turn inf into 1
+            with torch.no_grad():
+                self.images.clamp_(0, 1)
+            if last or done % self.hparams.check_every_n_steps == 0:
+                self.check_finite(done)
+                if self.plateau.tolerance and self.names and self.factor_at(self._step_in_batch) == 1:  # at full size
+                    self.plateau.update(self._step_in_batch + 1, float(self._losses["loss"].sum()))  # a host read
         if last:
             self.batch_done, self.finished, self.final_losses = True, list(self.results()), self._losses
 
@@ -303,7 +329,8 @@ class StyleTransfer(LightningModule):
         self.check_finite()
         optimizer = self.trainer.optimizers[0].state_dict() if self.trainer.optimizers else {}
         cpu = torch.device("cpu")
-        mine = {"names": list(self.names), "images": self.images.detach().cpu(), "optimizer": move_data_to_device(optimizer, cpu)}
+        mine = {"names": list(self.names), "images": self.images.detach().cpu(), "optimizer": move_data_to_device(optimizer, cpu),
+                "plateau": self.plateau.state_dict()}
         states = [mine]
         if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             states = [None] * self.trainer.world_size
@@ -319,6 +346,7 @@ class StyleTransfer(LightningModule):
         mine = states[rank] if len(states) == world and states else None
         images = mine["images"] if mine else torch.zeros(0, 3, 1, 1)
         self.names = tuple(mine["names"]) if mine else ()
+        self.plateau.load_state_dict(mine.get("plateau") if mine else None)
         self.images = nn.Parameter(torch.empty_like(images))
         checkpoint["state_dict"]["images"] = images
         checkpoint["optimizer_states"] = [mine["optimizer"]] if mine and mine["optimizer"] else []

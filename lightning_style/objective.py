@@ -1,7 +1,8 @@
 """``StyleObjective``: the loss of Gatys et al. for one batch of pairs, as a plain ``nn.Module``.
 
-Built once per batch from its pixels: the content activations and the style Gram matrices (and masks) become
-buffers, at every pyramid level; calling it on a batch of images returns per-pair losses. No Trainer, no files.
+Built once per batch from its pixels: the content activations and the style targets (Gram matrices, or what the
+chosen style loss needs) and masks become buffers, at every pyramid level; calling it on a batch of images
+returns per-pair losses. No Trainer, no files.
 """
 
 from collections.abc import Mapping
@@ -12,7 +13,8 @@ from torch import Tensor, nn
 
 from .color import match_colours
 from .features import VGGFeatures
-from .losses import content_loss, gram_matrix, style_loss, total_variation
+from .losses import content_loss, total_variation
+from .style_losses import STYLE_LOSSES, StyleLossName, step_seed
 
 
 def downsample(images: Tensor, factor: int) -> Tensor:
@@ -32,15 +34,18 @@ class StyleObjective(nn.Module):
         features: the frozen VGG (shared, not copied).
         contents: ``(B, 3, H, W)`` content images in ``[0, 1]``.
         styles: for each pair, its style images ``(3, h, w)`` (several for a blend or for masks).
-        style_weights: for each pair, one weight per style (a blend's Grams are their weighted sum).
+        style_weights: for each pair, one weight per style (a blend's target is the mixture of its styles: its
+            Grams are the weighted sum of theirs).
         masks: ``(B, R, H, W)`` region masks, one per style, or ``None``.
         content_layers, style_layers: ``{layer: weight}``.
         content_weight, style_weight, tv_weight: alpha, beta and the total-variation weight.
         histogram: match each style's colours to its content's before taking its Grams.
         factors: the pyramid's downsampling factors to build targets for (``(1,)`` without a pyramid).
+        style_loss: ``gram``, ``wasserstein`` or ``sliced`` (see :mod:`lightning_style.style_losses`).
+        seed: seeds the random directions of ``sliced``, with the layer and the step.
 
-    Calling it with ``(B, 3, H, W)`` images returns ``{name: (B,)}`` losses: ``loss``, ``content``, ``style``,
-    ``style/<layer>``, ``tv``; pair ``i``'s losses depend on image ``i`` only.
+    Calling it with ``(B, 3, H, W)`` images (and the step within the batch) returns ``{name: (B,)}`` losses:
+    ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``; pair ``i``'s losses depend on image ``i`` only.
     """
 
     def __init__(
@@ -58,9 +63,11 @@ class StyleObjective(nn.Module):
         tv_weight: float = 0.0,
         histogram: bool = False,
         factors: tuple[int, ...] = (1,),
+        style_loss: StyleLossName = "gram",
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        self.features = features
+        self.features, self.style_loss, self.seed = features, STYLE_LOSSES[style_loss](), seed
         self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
         self.weights, self.histogram = (content_weight, style_weight, tv_weight), histogram
         self.register_buffer("masks", masks, persistent=False)
@@ -69,29 +76,37 @@ class StyleObjective(nn.Module):
                 activations = features(downsample(contents, factor))
                 for layer in self.content_layers:
                     self.register_buffer(f"content_{layer}_x{factor}", activations[layer], persistent=False)
-                grams = [self._grams(pair, factor, contents[i], weights)
-                         for i, (pair, weights) in enumerate(zip(styles, style_weights))]
+                targets = [self._targets(pair, factor, contents[i], weights)
+                           for i, (pair, weights) in enumerate(zip(styles, style_weights))]
                 for layer in self.style_layers:
-                    self.register_buffer(f"gram_{layer}_x{factor}", torch.cat([g[layer] for g in grams]), persistent=False)
+                    stacked = self.style_loss.stack([t[layer] for t in targets])
+                    for key, value in stacked.items():
+                        self.register_buffer(f"{key}_{layer}_x{factor}", value, persistent=False)
+                    self._keys = list(stacked)
 
-    def _grams(self, styles: tuple[Tensor, ...], factor: int, content: Tensor, weights: tuple[float, ...]) -> dict[str, Tensor]:
-        """``{layer: (1, C, C)}``: the weighted sum of the styles' Grams; with masks ``(1, R, C, C)``, one each."""
-        grams = {layer: [] for layer in self.style_layers}
-        for style, weight in zip(styles, weights):
+    def _targets(self, styles: tuple[Tensor, ...], factor: int, content: Tensor, weights: tuple[float, ...]) -> dict[str, list[dict]]:
+        """``{layer: [target of each region]}``: with masks, style ``r``'s alone in region ``r``; otherwise one
+        target, the mixture of the styles with their weights."""
+        activations = []
+        for style in styles:
             if self.histogram:
                 style = match_colours(style, content)
-            activations = self.features(downsample(style[None], factor))
-            for layer in self.style_layers:
-                grams[layer].append(gram_matrix(activations[layer]) * (1.0 if self.masks is not None else weight))
+            activations.append(self.features(downsample(style[None], factor)))
         if self.masks is not None:
-            return {layer: torch.stack(grams[layer], dim=1) for layer in self.style_layers}
-        return {layer: sum(grams[layer]) for layer in self.style_layers}
+            return {layer: [self.style_loss.target([a[layer]], (1.0,)) for a in activations] for layer in self.style_layers}
+        return {layer: [self.style_loss.target([a[layer] for a in activations], weights)] for layer in self.style_layers}
 
-    def forward(self, images: Tensor, factor: int = 1) -> dict[str, Tensor]:
-        """Per-pair losses of ``(B, 3, H, W)`` images at the pyramid level that shrinks them ``factor`` times."""
+    def target(self, layer: str, factor: int = 1) -> dict[str, Tensor]:
+        """The style targets of ``layer`` at the pyramid level ``factor``: ``{key: (B, R, ...)}``."""
+        return {key: getattr(self, f"{key}_{layer}_x{factor}") for key in self._keys}
+
+    def forward(self, images: Tensor, factor: int = 1, step: int = 0) -> dict[str, Tensor]:
+        """Per-pair losses of ``(B, 3, H, W)`` images at the pyramid level that shrinks them ``factor`` times, at
+        the batch's ``step`` (which draws the directions of ``sliced``)."""
         images = downsample(images, factor)
         activations = self.features(images)
-        losses = {f"style/{layer}": style_loss(activations[layer], getattr(self, f"gram_{layer}_x{factor}"), self.masks)
+        losses = {f"style/{layer}": self.style_loss(activations[layer], self.target(layer, factor), self.masks,
+                                                    step_seed(self.seed, layer, step))
                   for layer in self.style_layers}
         losses["content"] = sum(w * content_loss(activations[l], getattr(self, f"content_{l}_x{factor}"))
                                 for l, w in self.content_layers.items())

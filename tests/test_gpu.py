@@ -39,6 +39,17 @@ def test_mixed_precision_is_finite_and_close_to_full_precision(tmp_path):
         assert abs(low_loss - loss) < 0.05 * loss and (low_image - image).abs().mean() < 0.03, precision
 
 
+@pytest.mark.parametrize("style_loss", ["wasserstein", "sliced"])
+def test_the_other_style_losses_on_cuda_in_bf16_stay_close_to_float32(tmp_path, style_loss):
+    results = {}
+    for precision in ["32-true", "bf16-mixed"]:
+        model, _ = fit(tmp_path / precision, *EXAMPLES, steps=20, image_size=128, style_loss=style_loss,
+                       trainer_kwargs={**GPU, "precision": precision})
+        assert model.images.isfinite().all() and model.final_losses["style"].dtype == torch.float32
+        results[precision] = model.images.detach()
+    assert (results["bf16-mixed"] - results["32-true"]).abs().mean() < 0.03
+
+
 def test_lbfgs_with_16_mixed_is_refused_at_start_up(tmp_path):
     with pytest.raises(StyleTransferError, match="L-BFGS cannot run with .*16-mixed"):
         fit(tmp_path, *EXAMPLES, steps=2, image_size=64, trainer_kwargs={**GPU, "precision": "16-mixed"}, **LBFGS)

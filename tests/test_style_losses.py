@@ -1,0 +1,262 @@
+"""The Wasserstein-2 and sliced Wasserstein style losses: by hand, blends as mixtures, masks, padding, no leak
+between pairs, float32 under autocast, and seeded directions."""
+
+import pytest
+import torch
+
+from lightning_style.features import VGGFeatures
+from lightning_style.losses import covariance, moments, position_weights, sliced_wasserstein, sqrtm
+from lightning_style.objective import StyleObjective
+from lightning_style.style_losses import STYLE_LOSSES, SlicedLoss, WassersteinLoss, step_seed
+
+from conftest import fit
+
+LOSSES = list(STYLE_LOSSES)
+
+
+def w2_of(features, target_features):
+    """The unscaled W2 of one pair through the module's target and loss code."""
+    loss = WassersteinLoss()
+    target = loss.stack([[loss.target([target_features], (1.0,))]])
+    return loss(features, target, None) / loss.scale * target["energy"][:, 0]
+
+
+def test_w2_between_one_dimensional_gaussians_by_hand():
+    # one channel: W2^2 = (mu1 - mu2)^2 + (sigma1 - sigma2)^2
+    a = torch.tensor([1.0, 3.0]).view(1, 1, 1, 2)  # mean 2, sigma 1
+    b = torch.tensor([0.0, 8.0, 4.0, 4.0]).view(1, 1, 2, 2)  # mean 4, variance 8
+    expected = (2 - 4) ** 2 + (1 - 8**0.5) ** 2
+    torch.testing.assert_close(w2_of(a, b), torch.tensor([expected]))
+
+
+def test_w2_of_a_distribution_with_itself_is_zero_even_when_rank_deficient():
+    features = torch.relu(torch.randn(2, 64, 4, 4))  # 16 positions, 64 channels: covariance of rank <= 15
+    loss = WassersteinLoss()
+    target = loss.stack([[loss.target([f[None]], (1.0,))] for f in features])
+    values = loss(features, target, None)
+    assert values.abs().max() < 1e-4
+
+
+def test_w2_gradient_is_finite_at_zero_eigenvalues():
+    features = torch.relu(torch.randn(1, 128, 3, 3)).requires_grad_()
+    target = torch.relu(torch.randn(1, 128, 6, 6))
+    loss = WassersteinLoss()
+    value = loss(features, loss.stack([[loss.target([target], (1.0,))]]), None)
+    value.sum().backward()
+    assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
+
+
+def test_sliced_along_one_channel_by_hand():
+    # one channel: the only unit direction is +-1; W2^2 of the sorted samples, 4 against 2: the target's quantile
+    # function at levels 1/8, 3/8, 5/8, 7/8, interpolated between its points at 1/4 and 3/4, held beyond them
+    values = torch.tensor([[[3.0, 0.0, 2.0, 1.0]]])  # (B, P, N), sorted 0 1 2 3
+    target = torch.tensor([[[[10.0, 0.0]]]])  # (B, R, P, M), sorted 0 10: quantiles 0, 2.5, 7.5, 10
+    expected = ((0 - 0) ** 2 + (1 - 2.5) ** 2 + (2 - 7.5) ** 2 + (3 - 10) ** 2) / 4
+    torch.testing.assert_close(sliced_wasserstein(values, target), torch.tensor([[expected]]))
+    weighted = sliced_wasserstein(values, target, torch.full((1, 1, 4), 0.25), torch.full((1, 1, 2), 0.5))
+    torch.testing.assert_close(weighted, torch.tensor([[expected]]))  # the general path agrees with the fast one
+
+
+def test_sliced_padding_weighs_nothing():
+    values, target = torch.randn(1, 3, 10), torch.randn(1, 1, 3, 7)
+    padded = torch.cat([target, torch.zeros(1, 1, 3, 5)], dim=-1)
+    weights = torch.cat([torch.full((1, 1, 7), 1 / 7), torch.zeros(1, 1, 5)], dim=-1)
+    torch.testing.assert_close(sliced_wasserstein(values, padded, None, weights), sliced_wasserstein(values, target))
+
+
+@pytest.mark.parametrize("loss, weights", [("gram", (0.75, 0.25)), ("wasserstein", (0.75, 0.25)), ("sliced", (0.5, 0.5)),
+                                           ("sliced", (0.75, 0.25))])
+def test_a_blend_is_the_mixture_of_its_styles(loss, weights):
+    """A blend of two styles equals one style made of copies of them side by side in proportion to the weights:
+    the statistics are linear in the distribution. (Sliced with unequal weights interpolates the quantiles of
+    weighted samples, not those of copies, so there it is only close.)"""
+    a, b = torch.rand(1, 4, 3, 3), torch.rand(1, 4, 3, 3)
+    style_loss = STYLE_LOSSES[loss]()
+    blend = style_loss.stack([[style_loss.target([a, b], weights)]])
+    copies = [a] * round(weights[0] / weights[1]) + [b]
+    mixture = style_loss.stack([[style_loss.target([torch.cat(copies, dim=-1)], (1.0,))]])
+    features = torch.rand(1, 4, 5, 5)
+    tolerance = {"atol": 0.0, "rtol": 0.1} if loss == "sliced" and weights[0] != weights[1] else {}
+    torch.testing.assert_close(style_loss(features, blend, None), style_loss(features, mixture, None), **tolerance)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_mask_of_ones_gives_the_unmasked_loss(loss):
+    features, target_features = torch.rand(2, 4, 6, 5), torch.rand(2, 4, 3, 3)
+    style_loss = STYLE_LOSSES[loss]()
+    target = style_loss.stack([[style_loss.target([t[None]], (1.0,))] for t in target_features])
+    ones = torch.ones(2, 1, 24, 20)
+    torch.testing.assert_close(style_loss(features, target, ones, seed=3), style_loss(features, target, None, seed=3))
+
+
+@pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
+def test_a_region_is_compared_with_its_own_style_only(loss):
+    """Left half painted like style 0, right half like style 1: zero loss; swapped: not."""
+    left, right = torch.rand(1, 4, 4, 4), torch.rand(1, 4, 4, 4) + 1
+    masks = torch.zeros(1, 2, 4, 8)
+    masks[:, 0, :, :4], masks[:, 1, :, 4:] = 1, 1
+    style_loss = STYLE_LOSSES[loss]()
+    target = style_loss.stack([[style_loss.target([left], (1.0,)), style_loss.target([right], (1.0,))]])
+    matched, swapped = torch.cat([left, right], dim=-1), torch.cat([right, left], dim=-1)
+    assert style_loss(matched, target, masks).item() < 1e-4 < style_loss(swapped, target, masks).item()
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_pairs_never_influence_each_other(loss):
+    style_loss = STYLE_LOSSES[loss]()
+    styles = [torch.rand(1, 4, 3, 3), torch.rand(1, 4, 5, 4), torch.rand(1, 4, 2, 6)]  # different sizes: padded
+    target = style_loss.stack([[style_loss.target([s], (1.0,))] for s in styles])
+    features = torch.rand(3, 4, 5, 5, requires_grad=True)
+    values = style_loss(features, target, None, seed=7)
+    (grad,) = torch.autograd.grad(values[1], features)
+    assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
+    alone = style_loss.stack([[style_loss.target([styles[1]], (1.0,))]])
+    torch.testing.assert_close(style_loss(features[1:2].detach(), alone, None, seed=7), values[1:2].detach())
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_float32_under_autocast(loss):
+    features = torch.full((1, 8, 6, 6), 300.0, dtype=torch.bfloat16) * torch.rand(1, 8, 6, 6).to(torch.bfloat16)
+    style_loss = STYLE_LOSSES[loss]()
+    target = style_loss.stack([[style_loss.target([torch.rand(1, 8, 6, 6) * 300], (1.0,))]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = style_loss(features, target, None)
+    assert value.dtype == torch.float32 and torch.isfinite(value).all()
+
+
+def test_sliced_directions_depend_on_the_seed_layer_and_step_only():
+    first = SlicedLoss.directions(64, step_seed(0, "relu1_1", 5), torch.device("cpu"))
+    torch.manual_seed(123)  # the global generator is not used
+    torch.testing.assert_close(SlicedLoss.directions(64, step_seed(0, "relu1_1", 5), torch.device("cpu")), first)
+    torch.testing.assert_close(first.norm(dim=0), torch.ones(64))
+    for other in [step_seed(1, "relu1_1", 5), step_seed(0, "relu2_1", 5), step_seed(0, "relu1_1", 6)]:
+        assert not torch.allclose(SlicedLoss.directions(64, other, torch.device("cpu")), first)
+
+
+def test_moments_and_sqrtm():
+    features = torch.rand(1, 3, 4, 4)
+    mean, second = moments(features, position_weights(features))
+    f = features.flatten(2)[0]
+    torch.testing.assert_close(mean[0, 0], f.mean(1))
+    torch.testing.assert_close(covariance(mean, second)[0, 0], torch.cov(f, correction=0), atol=1e-6, rtol=1e-5)
+    root = sqrtm(covariance(mean, second))
+    torch.testing.assert_close((root @ root).float(), covariance(mean, second), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_same_style_weight_means_the_same_balance_for_every_loss(tmp_path, hed_weights):
+    """With the scales of style_losses.py, a run at the default weights ends about as far from the photo's content
+    (relu4_2, as the content loss) with every style loss, on an example pair with the real VGG16."""
+    from conftest import ROOT
+    from lightning_style.losses import content_loss
+
+    content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
+    distance = {}
+    for loss in LOSSES:
+        model, _ = fit(tmp_path / loss, content, style, steps=100, image_size=96, backbone="vgg16",
+                       weights=str(hed_weights), style_loss=loss)
+        with torch.no_grad():
+            result, photo = (model.features(image)["relu4_2"] for image in (model.images, model.contents))
+            distance[loss] = content_loss(result, photo).item()
+    assert 0.75 < distance["wasserstein"] / distance["gram"] < 1.33 and 0.75 < distance["sliced"] / distance["gram"] < 1.33, distance
+
+
+# --- in a run ------------------------------------------------------------------------------------------------------
+ADAM = lambda params: torch.optim.Adam(params, lr=0.05)
+LBFGS = lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=10)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
+def test_each_loss_lowers_its_style_term_with_either_optimiser(tmp_path, images, loss, optimizer):
+    model, trainer = fit(tmp_path, images["content"], images["style"], steps=8, style_loss=loss,
+                         optimizer=ADAM if optimizer == "adam" else LBFGS, style_weight=1000.0)
+    with torch.no_grad():
+        start, end = (model.objective(image, step=0)["style"] for image in (model.contents, model.images))
+    assert end < 0.5 * start and model.images.min() >= 0 and model.images.max() <= 1
+    assert (tmp_path / "images" / "photo__paint.png").is_file()
+
+
+@pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
+def test_resume_is_exact(tmp_path, images, loss):
+    """The sliced directions come from the seed, the layer and the step: a resumed run draws the same ones."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    kwargs = {"steps": 6, "init": "noise", "style_loss": loss, "optimizer": ADAM}
+    straight, _ = fit(tmp_path / "straight", images["content"], images["style"], **kwargs)
+    fit(tmp_path / "first", images["content"], images["style"], max_steps=3,
+        callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)], **kwargs)
+    resumed, _ = fit(tmp_path / "resumed", images["content"], images["style"], ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"),
+                     **kwargs)
+    torch.testing.assert_close(resumed.images, straight.images, atol=1e-6, rtol=0)
+
+
+def test_sliced_directions_change_at_every_step_and_differ_with_the_seed(tmp_path, images):
+    a, _ = fit(tmp_path / "a", images["content"], images["style"], steps=1, style_loss="sliced")
+    image = a.contents.clone()
+    with torch.no_grad():
+        at = [a.objective(image, step=step)["style"].item() for step in (0, 0, 1)]
+    assert at[0] == at[1] != at[2]
+    b, _ = fit(tmp_path / "b", images["content"], images["style"], steps=1, style_loss="sliced", seed=1)
+    with torch.no_grad():
+        assert b.objective(image, step=0)["style"].item() != at[0]
+
+
+@pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
+def test_a_pair_in_a_batch_is_optimised_as_if_alone(tmp_path, images, loss):
+    from conftest import collected
+
+    _, together = fit(tmp_path / "a", [images["content"], images["content2"]], [images["style"], images["style2"]],
+                      pairing="zip", steps=4, init="noise", style_loss=loss)
+    _, alone = fit(tmp_path / "b", images["content2"], images["style2"], steps=4, init="noise", style_loss=loss)
+    # up to rounding: a batch of two sums and sorts in another order than one image alone (Adam magnifies it a bit)
+    torch.testing.assert_close(collected(together)["photo2__paint2"], collected(alone)["photo2__paint2"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
+def test_blends_masks_and_the_pyramid(tmp_path, images, loss):
+    from conftest import write_image
+    from PIL import Image
+
+    left = tmp_path / "left.png"
+    Image.fromarray((torch.arange(48)[None, :].expand(40, 48) < 24).numpy().astype("uint8") * 255).save(left)
+    right = tmp_path / "right.png"
+    Image.fromarray((torch.arange(48)[None, :].expand(40, 48) >= 24).numpy().astype("uint8") * 255).save(right)
+    model, _ = fit(tmp_path / "masks", images["content"], [images["style"], images["style2"]], pairing="blend",
+                   masks=[str(left), str(right)], steps=3, image_size=64, style_loss=loss, levels=2, level_steps=1)
+    assert model.objective.masks.shape[1] == 2 and torch.isfinite(model.images).all()
+    big = write_image(tmp_path / "big.png", size=(80, 60), seed=9)  # the blend's styles differ in size
+    model, _ = fit(tmp_path / "blend", images["content"], [images["style"], big], pairing="blend", style_weights=[0.7, 0.3],
+                   steps=2, style_loss=loss)
+    assert (tmp_path / "blend" / "images" / "photo__paint+big.png").is_file()
+
+
+@pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
+def test_the_style_loss_of_a_region_does_not_reach_pixels_outside_it(loss):
+    features = VGGFeatures(["relu1_1"], "vgg16", None)
+    image = torch.rand(1, 3, 16, 16, requires_grad=True)
+    masks = torch.zeros(1, 1, 16, 16)
+    masks[..., :8] = 1
+    style_loss = STYLE_LOSSES[loss]()
+    target = style_loss.stack([[style_loss.target([features(torch.rand(1, 3, 16, 16))["relu1_1"]], (1.0,))]])
+    style_loss(features(image)["relu1_1"], target, masks).sum().backward()
+    assert image.grad[..., :9].abs().sum() > 0 and torch.equal(image.grad[..., 9:], torch.zeros_like(image.grad[..., 9:]))
+
+
+@pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
+def test_mixed_precision(tmp_path, images, loss):
+    model, _ = fit(tmp_path, images["content"], images["style"], steps=2, style_loss=loss,
+                   trainer_kwargs={"precision": "bf16-mixed"})
+    assert model.images.dtype == torch.float32 and torch.isfinite(model.images).all()
+    assert model.final_losses["style"].dtype == torch.float32
+
+
+def test_the_command_line_option(tmp_path, capsys):
+    from conftest import run_main
+
+    args = ["fit", "--model.weights", "null", "--model.backbone", "vgg16", "--data.image_size", "32", "--model.steps", "2",
+            "--output.dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    assert run_main(*args, "--model.style_loss", "sliced", capsys=capsys)[0] in (0, None)
+    assert (tmp_path / "chelsea__swirls.png").is_file()
+    code, err = run_main(*args, "--model.style_loss", "gaussian", capsys=capsys)
+    assert code != 0 and "style_loss" in err and "gaussian" in err
