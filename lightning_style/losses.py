@@ -155,7 +155,7 @@ def eigenvalues(matrix: Tensor) -> Tensor:
     """Eigenvalues of symmetric matrices, in float64: in float32, LAPACK and cuSOLVER fail to converge on the
     rank-deficient covariances of small feature maps (fewer positions than channels). Should float64 fail too,
     the diagonal gets a jitter of 1e-9 of its mean. (Newton-Schulz iterations, the matmul-only alternative, were
-    measured 5x slower than this on the CPU, and diverge in float32 on these matrices.)"""
+    measured about 6 times slower than this on the CPU, and diverge in float32 on these matrices.)"""
     matrix = matrix.double()
     try:
         return torch.linalg.eigvalsh(matrix)
