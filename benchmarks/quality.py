@@ -125,7 +125,6 @@ class Scorer:
         self.content = content
         self.style_histogram = histogram(style)
         self.content_edges = edges(content)
-        self.start = None
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> dict[str, float]:
@@ -167,7 +166,8 @@ def style_score(scores: dict[str, float], start: dict[str, float]) -> float:
 
 def summarise(name: str, trace: list[dict]) -> dict:
     """A run's final measures (means over the pairs), and its seconds to 95% of its own improvement."""
-    final = {key: sum(t["pairs"][i][key] for i in range(len(PAIRS))) / len(PAIRS) for t in trace[-1:] for key in trace[-1]["pairs"][0]}
+    last = trace[-1]["pairs"]
+    final = {key: sum(pair[key] for pair in last) / len(last) for key in last[0]}
     scores = [t["score"] for t in trace]
     goal = scores[-1] + 0.05 * (scores[0] - scores[-1])
     at95 = next(t for t in trace if t["score"] <= goal)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .losses import (covariance, gaussian_wasserstein, moments, position_weights, region_masks, sliced_wasserstein,
+from .losses import (covariance, gaussian_wasserstein, gram_matrix, moments, position_weights, region_masks, sliced_wasserstein,
                      sqrtm, style_loss)
 
 StyleLossName = Literal["gram", "wasserstein", "sliced"]
@@ -58,8 +58,7 @@ class GramLoss(StyleLoss):
     """The Gram matrix of Gatys et al. (see :func:`~lightning_style.losses.style_loss`)."""
 
     def target(self, activations: Sequence[Tensor], weights: Sequence[float]) -> dict[str, Tensor]:
-        seconds = [moments(a, position_weights(a))[1][0, 0] for a in activations]
-        return {"gram": sum(w * s for w, s in zip(weights, seconds))}
+        return {"gram": sum(w * gram_matrix(a)[0] for w, a in zip(weights, activations))}
 
     def __call__(self, features: Tensor, target: dict[str, Tensor], masks: Tensor | None, seed: int = 0) -> Tensor:
         gram = target["gram"] if masks is not None else target["gram"][:, 0]
