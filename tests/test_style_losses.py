@@ -146,19 +146,21 @@ def test_moments_and_sqrtm():
 @pytest.mark.slow
 def test_the_same_style_weight_means_the_same_balance_for_every_loss(tmp_path, hed_weights):
     """With the scales of style_losses.py, a run at the default weights ends about as far from the photo's content
-    (relu4_2, as the content loss) with every style loss, on an example pair with the real VGG16."""
+    (relu4_2, as the content loss) with every style loss, on an example pair with the real VGG16. Measured at
+    96 px and 50 steps: wasserstein 0.94 and sliced 0.99 of gram's; a wasserstein scale 10 times too large gives
+    1.19, 10 times too small 0.28 (the distance saturates as the style weight grows, hence the narrow band)."""
     from conftest import ROOT
     from lightning_style.losses import content_loss
 
     content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
     distance = {}
     for loss in LOSSES:
-        model, _ = fit(tmp_path / loss, content, style, steps=100, image_size=96, backbone="vgg16",
+        model, _ = fit(tmp_path / loss, content, style, steps=50, image_size=96, backbone="vgg16",
                        weights=str(hed_weights), style_loss=loss)
         with torch.no_grad():
             result, photo = (model.features(image)["relu4_2"] for image in (model.images, model.contents))
             distance[loss] = content_loss(result, photo).item()
-    assert 0.75 < distance["wasserstein"] / distance["gram"] < 1.33 and 0.75 < distance["sliced"] / distance["gram"] < 1.33, distance
+    assert 0.85 < distance["wasserstein"] / distance["gram"] < 1.15 and 0.85 < distance["sliced"] / distance["gram"] < 1.15, distance
 
 
 # --- in a run ------------------------------------------------------------------------------------------------------
