@@ -6,7 +6,6 @@ import torch
 
 from lightning_style.features import VGGFeatures
 from lightning_style.losses import covariance, moments, position_weights, sliced_wasserstein, sqrtm
-from lightning_style.objective import StyleObjective
 from lightning_style.style_losses import STYLE_LOSSES, SlicedLoss, WassersteinLoss, step_seed
 
 from conftest import fit
