@@ -69,8 +69,9 @@ def in_repo(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
-def test_lbfgs_from_the_command_line(tmp_path, in_repo):
-    assert run_main(*DEBUG, "--config", "configs/lbfgs.yaml", "--model.steps", "4", *redirect(tmp_path))[0] == 0
+@pytest.mark.parametrize("config", ["lbfgs.yaml", "fast.yaml"])
+def test_lbfgs_from_the_command_line(tmp_path, in_repo, config):
+    assert run_main(*DEBUG, "--config", f"configs/{config}", "--model.steps", "4", *redirect(tmp_path))[0] == 0
     losses = [float(row["train/loss"]) for row in metrics(tmp_path) if row["train/loss"]]
     assert len(losses) == 4 and losses[-1] < losses[0]
 
