@@ -71,6 +71,7 @@ class StyleObjective(nn.Module):
         self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
         self.weights, self.histogram = (content_weight, style_weight, tv_weight), histogram
         self.register_buffer("masks", masks, persistent=False)
+        self._keys: dict[tuple[str, int], list[str]] = {}  # what each layer's target holds, per pyramid level
         with torch.no_grad():
             for factor in factors:
                 activations = features(downsample(contents, factor))
@@ -82,7 +83,7 @@ class StyleObjective(nn.Module):
                     stacked = self.style_loss.stack([t[layer] for t in targets])
                     for key, value in stacked.items():
                         self.register_buffer(f"{key}_{layer}_x{factor}", value, persistent=False)
-                    self._keys = list(stacked)
+                    self._keys[layer, factor] = list(stacked)  # may differ between layers (sliced's weights)
 
     def _targets(self, styles: tuple[Tensor, ...], factor: int, content: Tensor, weights: tuple[float, ...]) -> dict[str, list[dict]]:
         """``{layer: [target of each region]}``: with masks, style ``r``'s alone in region ``r``; otherwise one
@@ -98,7 +99,7 @@ class StyleObjective(nn.Module):
 
     def target(self, layer: str, factor: int = 1) -> dict[str, Tensor]:
         """The style targets of ``layer`` at the pyramid level ``factor``: ``{key: (B, R, ...)}``."""
-        return {key: getattr(self, f"{key}_{layer}_x{factor}") for key in self._keys}
+        return {key: getattr(self, f"{key}_{layer}_x{factor}") for key in self._keys[layer, factor]}
 
     def forward(self, images: Tensor, factor: int = 1, step: int = 0) -> dict[str, Tensor]:
         """Per-pair losses of ``(B, 3, H, W)`` images at the pyramid level that shrinks them ``factor`` times, at
