@@ -99,8 +99,7 @@ class SlicedLoss(StyleLoss):
 
     def target(self, activations: Sequence[Tensor], weights: Sequence[float]) -> dict[str, Tensor]:
         samples = torch.cat([a[0].flatten(1).T.float() for a in activations])  # (M, C)
-        share = torch.cat([torch.full((a[0, 0].numel(),), w / a[0, 0].numel(), device=a.device)
-                           for a, w in zip(activations, weights)])
+        share = torch.cat([w * position_weights(a)[0, 0] for a, w in zip(activations, weights)])
         share = share / share.sum()
         return {"samples": samples, "weights": share, "energy": (share @ samples.pow(2).sum(1)) / samples.shape[1]}
 
