@@ -23,7 +23,8 @@ from .data import PairDataModule
 from .errors import NonFiniteError, StyleTransferError, WriteError
 from .files import check_folder
 from .help import FIT_PARSER, MAIN_PARSER, arrange_help
-from .module import StyleTransfer, check_trainer
+from .module import StyleTransfer
+from .options import check_trainer
 from .resources import check_memory
 from .strategy import IndependentDDPStrategy
 

@@ -1,8 +1,7 @@
 """``StyleTransfer``: the LightningModule whose only trainable parameter is the batch of output images in progress."""
 
-import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -14,7 +13,6 @@ from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningModule
 from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import OptimizerCallable
-from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor, nn
 
 from .checkpoints import SafeCheckpointIO, is_remote
@@ -22,36 +20,15 @@ from .color import keep_content_colours
 from .errors import StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
 from .guard import FiniteGuard
-from .images import load_image, open_image
+from .images import load_image
 from .objective import StyleObjective
+from .options import check_options, check_trainer, layer_weights
 from .pairs import PairBatch
 from .plateau import Plateau
-from .strategy import IndependentDDPStrategy
-from .style_losses import STYLE_LOSSES, StyleLossName
+from .style_losses import StyleLossName
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 LOSS_KEYS = ("loss", "content", "style", "tv")
-
-
-def _layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dict[str, float]:
-    """A list of layers gets equal weights summing to 1 (the paper's ``w_l = 1/5``); a dict keeps its weights."""
-    weights = dict(layers) if isinstance(layers, dict) else {layer: 1 / len(layers) for layer in layers}
-    if not weights:
-        raise StyleTransferError(f"--model.{option} is empty")
-    if bad := [layer for layer, weight in weights.items() if not weight >= 0]:
-        raise StyleTransferError(f"--model.{option}: weight of {bad[0]} must be >= 0, got {weights[bad[0]]}")
-    return weights
-
-
-def check_trainer(trainer) -> None:
-    """Refuse a precision that would store the images themselves in 16 bits, and DDP that would mix the processes'
-    images (it averages gradients and needs every process to hold parameters of the same shapes)."""
-    precision = str(trainer.precision)
-    if precision in ("16-true", "bf16-true"):
-        raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
-    if isinstance(trainer.strategy, DDPStrategy) and not isinstance(trainer.strategy, IndependentDDPStrategy):
-        raise StyleTransferError("strategy='ddp' would average the images' gradients over the processes; use "
-                                 "strategy=lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")
 
 
 class StyleTransfer(LightningModule):
@@ -133,24 +110,9 @@ class StyleTransfer(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
-        for option, value in [("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight)]:
-            if not 0 <= value < math.inf:
-                raise StyleTransferError(f"--model.{option} must be a finite number >= 0, got {value}")
-        if not (isinstance(steps, int) and steps >= 1):
-            raise StyleTransferError(f"--model.steps must be >= 1, got {steps}")
-        if not (0 <= plateau_tolerance < 1 and isinstance(plateau_window, int) and plateau_window >= 1):
-            raise StyleTransferError(f"--model.plateau_tolerance must be in [0, 1) and --model.plateau_window >= 1, got "
-                                     f"{plateau_tolerance} and {plateau_window}")
-        if not (isinstance(check_every_n_steps, int) and check_every_n_steps >= 1):
-            raise StyleTransferError(f"--model.check_every_n_steps must be >= 1, got {check_every_n_steps}")
-        if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
-            raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
-        if style_loss not in STYLE_LOSSES:
-            raise StyleTransferError(f"--model.style_loss must be one of {', '.join(STYLE_LOSSES)}, got {style_loss!r}")
-        if init not in ("content", "style", "noise"):
-            open_image(init, "--model.init").close()
-        self.content_layers = _layer_weights(content_layers, "content_layers")
-        self.style_layers = _layer_weights(style_layers, "style_layers")
+        check_options(self.hparams)
+        self.content_layers = layer_weights(content_layers, "content_layers")
+        self.style_layers = layer_weights(style_layers, "style_layers")
         if weights is None:
             rank_zero_warn("--model.weights null: random VGG weights, the result will not look artistic")
         self.features = VGGFeatures(
