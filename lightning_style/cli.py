@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -12,20 +13,26 @@ from typing import Literal
 
 import torch
 from jsonargparse import Namespace
-from lightning_utilities.core.rank_zero import rank_zero_info, rank_zero_warn
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import (
+    LightningArgumentParser,
+    LightningCLI,
+    SaveConfigCallback,
+)
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from .callbacks import ImageLogger, ImageWriter, StepCheckpoint, StepProgressBar
-from .checkpoints import read_checkpoint
+from .callbacks import ImageWriter, StepProgressBar
+from .checkpoints import StepCheckpoint, read_checkpoint
 from .data import PairDataModule
 from .errors import NonFiniteError, StyleTransferError, WriteError
 from .files import check_folder
 from .help import FIT_PARSER, MAIN_PARSER, arrange_help
+from .image_logger import ImageLogger
 from .module import StyleTransfer
 from .options import check_trainer
 from .resources import check_memory
+from .stop import GracefulStop
 from .strategy import IndependentDDPStrategy
 
 
@@ -122,12 +129,12 @@ class StyleTransferCLI(LightningCLI):
                 logger.init_args.save_dir = out
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, and
-        a :class:`StepCheckpoint` (``<output.dir>/checkpoints/last.ckpt`` every 100 steps and at the end) unless
-        checkpointing is off or the config names another; ``strategy: ddp`` becomes
-        :class:`IndependentDDPStrategy` (processes that never exchange images)."""
+        """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, a
+        :class:`StepCheckpoint` (``<output.dir>/checkpoints/last.ckpt`` every 100 steps, at batch ends and at the
+        end) unless checkpointing is off or the config names another, and a :class:`GracefulStop` (signals);
+        ``strategy: ddp`` becomes :class:`IndependentDDPStrategy` (processes that never exchange images)."""
         config = self.config_init[self.subcommand]["trainer"]
-        callbacks, added = config.get("callbacks") or [], []
+        callbacks, added = config.get("callbacks") or [], [GracefulStop()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             added.append(StepProgressBar())
         if config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
@@ -138,23 +145,20 @@ class StyleTransferCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
-        """Read ``--ckpt_path`` safely (one line for a bad one) before Lightning takes the model options from it,
-        and name the options given here that the checkpoint's replace."""
+        """Resolve ``--ckpt_path last`` and refuse a bad checkpoint in one line. Unlike Lightning's, nothing of the
+        checkpoint becomes configuration (its hyper-parameters could name any class to instantiate): the options
+        come from the command line and the config files, and batches in progress made with other options start
+        again (see :meth:`PairDataModule.train_dataloader`)."""
         config = self.config.get(self.config.get("subcommand") or "")
         if config and config.get("ckpt_path") == "last":
-            last = Path(config["output"]["dir"]) / "checkpoints" / "last.ckpt"
+            last = (Path(config["output"]["dir"]) / "checkpoints" / "last.ckpt").absolute()
             if last.exists():
                 config["ckpt_path"] = str(last)
             else:
                 rank_zero_info(f"--ckpt_path last: no checkpoint in {last.parent} yet, starting from the beginning")
                 config["ckpt_path"] = None
         if config and config.get("ckpt_path"):
-            saved = read_checkpoint(config["ckpt_path"]).get("hyper_parameters", {})
-            given = json.loads(self.parser.dump(self.config, format="json", skip_none=False))[self.config.subcommand]["model"]
-            plain = lambda value: json.dumps(value, sort_keys=True, default=str)
-            if differ := [f"{key} ({given[key]} -> {saved[key]})" for key in saved if key in given and plain(given[key]) != plain(saved[key])]:
-                rank_zero_warn(f"--ckpt_path: resuming with the checkpoint's model options, not these: {', '.join(differ)}")
-        super()._parse_ckpt_path()
+            read_checkpoint(config["ckpt_path"])
 
     def before_fit(self) -> None:
         # Every check before anything is written or decoded: settings, memory, folders, then the pixels.
@@ -176,28 +180,36 @@ class StyleTransferCLI(LightningCLI):
             if getattr(logger, "save_dir", None):
                 check_folder(logger.save_dir, "--trainer.logger.init_args.save_dir")
         for callback in trainer.checkpoint_callbacks:
-            if callback.dirpath is None:
-                callback.dirpath = str(self._output / "checkpoints")  # the same folder for every run: --ckpt_path last
+            if callback.dirpath is None:  # the same folder for every run of the command: --ckpt_path last
+                callback.dirpath = str((self._output / "checkpoints").absolute())
         data.setup("fit")
         self._started = time.monotonic()
 
     def after_fit(self) -> None:
-        """Say what the run did: pairs, time, where the images and the last checkpoint are, how to go on."""
-        trainer, data, model = self.trainer, self.datamodule, self.model
-        done, total = data.progress(trainer.global_step)
-        skipped = model.skipped_total
-        if not trainer.is_global_zero:
-            return
-        seconds = time.monotonic() - self._started
-        last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
-        lines = [f"lightning-style: {done - skipped} of {total} pairs stylised in {_duration(seconds)}"
-                 + (f", {skipped} skipped (their files could not be decoded; see the warnings above)" if skipped else "")
-                 + f"; images in {self._output}/"]
-        if last and last.exists():
-            lines.append(f"last checkpoint: {last}; to go on (or redo what failed): lightning-style "
-                         f"{shlex.join(_without_option(self._args, '--ckpt_path'))} --ckpt_path last")
-        print("\n".join(lines), flush=True)
-        if skipped:
+        """Say what the run did and what the job has done (read from the output folder), how to go on when
+        something is left, and exit with 128 + the signal's number after a signal, 1 when pairs were skipped."""
+        trainer, model = self.trainer, self.model
+        stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
+        writer = next((c for c in trainer.callbacks if isinstance(c, ImageWriter)), None)
+        signum = stop.signal if stop else None
+        if trainer.is_global_zero and writer is not None:
+            seconds = time.monotonic() - self._started
+            done, total = writer.summary()
+            skipped = model.skipped_total
+            stopped = f"stopped by {signal.Signals(signum).name}; " if signum else ""
+            lines = [f"lightning-style: {stopped}this run: {writer.written} pair{'s' * (writer.written != 1)} in "
+                     f"{_duration(seconds)}; the job: {done} of {total} done"
+                     + (f", {skipped} skipped (their files could not be decoded: see the warnings above)" if skipped else "")
+                     + f"; images in {writer.dir}/"]
+            last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
+            if done < total:
+                resume = " --ckpt_path last" if last and last.exists() else ""
+                args = _without_option(_without_option(self._args, "--ckpt_path"), "--trainer.max_steps")
+                lines.append(f"to go on: lightning-style {shlex.join(args)}{resume}")
+            print("\n".join(lines), flush=True)
+        if signum:
+            sys.exit(128 + signum)
+        if model.skipped_total:
             sys.exit(1)
 
 
@@ -231,7 +243,8 @@ def _check_config_files(args: list[str]) -> None:
 
 
 def _no_tips(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("💡 Tip")
+    """Leave out adverts for other products, and Lightning's words for a job with nothing left to do."""
+    return not str(record.msg).startswith(("💡 Tip", "`Trainer.fit` stopped: No training batches"))
 
 
 def main(args: list[str] | None = None) -> None:
@@ -246,9 +259,10 @@ def main(args: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # Lightning's own call into torch's pytree
     warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # its workers share the steps
+    warnings.filterwarnings("ignore", ".*across ranks is zero.*")  # every pair is done already: the summary says so
     rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if _no_tips not in rank_zero_log.filters:
-        rank_zero_log.addFilter(_no_tips)  # adverts for other products
+        rank_zero_log.addFilter(_no_tips)
     args = sys.argv[1:] if args is None else list(args)
     try:
         _check_config_files(args)

@@ -1,7 +1,6 @@
 """Content/style pairs from image files, streamed to the module in fixed-size batches: ``PairDataModule``."""
 
-import hashlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -11,8 +10,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .errors import StyleTransferError
 from .images import displayed_size, image_files, load_image, open_image, resized_shape
+from .in_progress import check_plan_state
 from .pairs import PairBatch, PairFiles, pair_name, pair_up
 from .plan import Plan, plan
+from .record import difference, fingerprint, plain
 
 
 class _PlanItems(IterableDataset):
@@ -21,8 +22,8 @@ class _PlanItems(IterableDataset):
 
     An iterable, so that Lightning never splits it with a distributed sampler: the plan already did."""
 
-    def __init__(self, files: PairFiles, schedule: Plan, pairs: list[int], rank: int) -> None:
-        self.files, self.schedule, self.pairs, self.rank = files, schedule, pairs, rank
+    def __init__(self, files: PairFiles, schedule: Plan, rank: int) -> None:
+        self.files, self.schedule, self.rank = files, schedule, rank
         self.start = schedule.base
 
     def __len__(self) -> int:
@@ -32,8 +33,8 @@ class _PlanItems(IterableDataset):
         worker = get_worker_info()
         first, stride = (worker.id, worker.num_workers) if worker else (0, 1)
         for step in range(self.start + first, self.schedule.end, stride):
-            k, within = self.schedule.at(self.rank, step)
-            indices = [self.pairs[i] for i in self.schedule.batches[self.rank][k]]
+            k, within = self.schedule.at(step)
+            indices = list(self.schedule.batches[self.rank][k])
             if step == self.start or within == 0:
                 yield self.files.decode(indices, within, self.schedule.steps)
             else:
@@ -62,9 +63,11 @@ class _PlanLoader(DataLoader):
 class PairDataModule(LightningDataModule):
     """Content/style pairs from image files or folders, streamed to the module in batches of one image shape.
 
-    Every file's header is checked when the module is created (before any compute); pixels are decoded when
-    their batch comes up, so memory depends on the batch, not on the number of pairs. With several processes,
-    each optimises its own batches (see :mod:`lightning_style.plan`); a resumed run skips the finished pairs.
+    Every file's header is checked and its fingerprint taken when the module is created (before any compute);
+    pixels are decoded when their batch comes up, so memory depends on the batch, not on the number of pairs.
+    With several processes, each optimises its own batches (see :mod:`lightning_style.plan`). Only the pairs
+    that are not done are planned (:meth:`leave_out`, which :class:`~lightning_style.callbacks.ImageWriter`
+    calls with what the output folder holds); a resumed checkpoint's batches in progress come first.
 
     Args:
         content: a content image, a folder of them, or a list of files and folders.
@@ -122,9 +125,14 @@ class PairDataModule(LightningDataModule):
         self.batch_size, self.steps, self.num_workers = batch_size, steps, num_workers
         self.masks = self._check_masks(masks, pairing, styles, style_weights)
         self.sizes: dict[Path, tuple[int, int]] = {}
+        self.fingerprints: dict[Path, str] = {}  # what identifies each file's picture (see record.fingerprint)
         for path, role in self._files():
             with open_image(path, role) as image:
                 self.sizes[path] = displayed_size(image)
+            try:
+                self.fingerprints[path] = fingerprint(path)
+            except OSError as error:
+                raise StyleTransferError(f"{role} {path}: cannot read it ({error.strerror or error})") from None
         for mask in self.masks:
             for content in contents:
                 (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
@@ -132,10 +140,10 @@ class PairDataModule(LightningDataModule):
                     raise StyleTransferError(f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a mask "
                                              "needs the content's aspect ratio (it is resized to the content)")
         self.files = PairFiles(tuple(self.names), tuple(self.sources), self.style_weights, tuple(self.masks),
-                               image_size, self.style_size)
-        self.finished: set[str] = set()  # pairs finished by the runs before a resume
-        self.plan: Plan | None = None  # this run's plan, over the pairs not finished before
-        self._pending: list[int] = list(range(len(self.names)))
+                               image_size, self.style_size, tuple(self.shapes()[0]))
+        self.done: frozenset[str] = frozenset()  # pairs whose results are in the output folder: not planned
+        self.settings: dict = {}  # the model's options that change a result (see leave_out)
+        self.plan: Plan | None = None  # this run's plan, over the pairs not done
         self._resumed: dict | None = None
 
     @staticmethod
@@ -189,54 +197,96 @@ class PairDataModule(LightningDataModule):
         if images:
             self.files.masks_for(images, (8, 8))
 
-    def _plan(self, key: dict, before: set[str], base: int) -> tuple[list[int], Plan]:
-        """The plan of a run with ``key`` over the pairs not in ``before``, from global step ``base``."""
-        pending = [i for i, name in enumerate(self.names) if name not in before]
-        contents = [resized_shape(*self.sizes[self.sources[i][0]], key["image_size"]) for i in pending]
-        return pending, plan(contents, key["batch_size"], key["world"], key["steps"], base)
+    def inputs(self, index: int) -> dict:
+        """What pair ``index``'s result is made of: its files' fingerprints and the data options that change it."""
+        content, styles = self.sources[index]
+        return {"content": self.fingerprints[content], "styles": [self.fingerprints[s] for s in styles],
+                "masks": [self.fingerprints[m] for m in self.masks], "style_weights": list(self.style_weights),
+                "image_size": self.image_size, "style_scale": self.style_scale}
 
-    def _key(self, world: int) -> dict:
-        digest = hashlib.sha1("\n".join(self.names).encode()).hexdigest()
-        return {"world": world, "batch_size": self.batch_size, "steps": self.steps, "image_size": self.image_size,
-                "pairs": digest}
+    def leave_out(self, done: Collection[str], settings: Mapping = {}) -> None:
+        """Plan only the pairs not in ``done`` (their results are already in the output folder), and tie the
+        batches in progress that a checkpoint holds to ``settings`` (the model's options that change a result):
+        when a pair's inputs or these settings differ from the checkpoint's, its batch starts again.
+        :class:`~lightning_style.callbacks.ImageWriter` calls it when a run is set up."""
+        self.done, self.settings = frozenset(done), dict(settings)
 
     def state_dict(self) -> dict:
-        """What a resumed run needs to know which pairs are finished: the plan's key and first step, and the pairs
-        finished before it (none unless an earlier resume changed the plan). Nothing per pair otherwise."""
+        """The batches in progress (each process's pairs, by name), how far they are, and what they are made of.
+        Nothing about finished pairs: the output folder is their record."""
         if self.plan is None:
             return {}
-        return {"key": self._key(self.plan.world), "base": self.plan.base, "before": sorted(self.finished)}
+        rounds, within = self.plan.at(self.trainer.global_step)
+        in_progress = within > 0 and rounds < len(self.plan.batches[0])
+        batches = [[self.names[i] for i in rank[rounds]] for rank in self.plan.batches] if in_progress else []
+        index = {name: i for i, name in enumerate(self.names)} if batches else {}
+        return {"world": self.plan.world, "steps": self.plan.steps, "within": within if in_progress else 0,
+                "batches": batches, "settings": self.settings,
+                "inputs": {name: self.inputs(index[name]) for names in batches for name in names}}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._resumed = state_dict or None
 
     def train_dataloader(self) -> DataLoader:
-        """One item per step for this process, from the current step to the end of its last batch."""
+        """One item per step for this process, from the current step to the end of its last batch: the batches in
+        progress of a resumed checkpoint first (when they are still to do), then the pairs not done."""
         trainer = self.trainer
-        key, step = self._key(trainer.world_size), trainer.global_step
-        resumed, self.finished, base = self._resumed, set(), 0
-        if resumed and resumed["key"]["pairs"] == key["pairs"]:
-            self.finished = set(resumed["before"])
-            if resumed["key"] == key:
-                base = resumed["base"]  # the same plan: the step count says which pairs are finished
-            else:  # another plan: the old one says which pairs it finished; the batches in progress start again
-                pending, old = self._plan(resumed["key"], self.finished, resumed["base"])
-                self.finished |= {self.names[pending[i]] for i in old.finished(step)}
-                base = step
-                rank_zero_warn(f"--ckpt_path: the batch size, steps, image size or number of processes changed; "
-                               f"{len(self.finished)} finished pairs are kept, the batches in progress start again")
-        elif resumed:
-            base = step
-            rank_zero_warn("--ckpt_path: the checkpoint was made for other pairs; every pair is optimised")
-        self._pending, self.plan = self._plan(key, self.finished, base)
-        items = _PlanItems(self.files, self.plan, self._pending, trainer.global_rank)
+        world, step = trainer.world_size, trainer.global_step
+        pending = [i for i, name in enumerate(self.names) if name not in self.done]
+        first, within = self._in_progress(world, set(pending))
+        taken = {i for batch in first for i in batch}
+        rest = [i for i in pending if i not in taken]
+        shapes = [self.files.shapes[i] for i in rest]
+        later = plan(shapes, self.batch_size, world, self.steps).batches
+        batches = tuple(first[rank:rank + 1] + tuple(tuple(rest[i] for i in batch) for batch in later[rank])
+                        for rank in range(world))
+        self.plan = Plan(batches, self.steps, step - within)
+        items = _PlanItems(self.files, self.plan, trainer.global_rank)
         return _PlanLoader(items, trainer, num_workers=self.num_workers)
+
+    def _in_progress(self, world: int, pending: set[int]) -> tuple[tuple[tuple[int, ...], ...], int]:
+        """The checkpoint's batches in progress that go on (``()`` for a process whose batch starts again), and
+        the steps they have had; nothing when there are none."""
+        state, self._resumed = self._resumed, None
+        if not state:
+            return (), 0
+        where = f"--ckpt_path {self.trainer.ckpt_path}"
+        batches, within = check_plan_state(state, where)
+        if not batches:
+            return (), 0
+        if state["world"] != world or state["steps"] != self.steps:
+            rank_zero_warn(f"{where}: the number of processes or --model.steps changed since the checkpoint: its "
+                           f"batches in progress start again")
+            return (), 0
+        index = {name: i for i, name in enumerate(self.names)}
+        first, dropped = [], []
+        for names in batches:
+            indices = tuple(index.get(name, -1) for name in names)
+            if -1 in indices:
+                dropped.append(f"{names[indices.index(-1)]} is not a pair of this run")
+            elif not pending.issuperset(indices):
+                pass  # finished since (another run wrote it): nothing to go on with
+            elif changed := [i for i in indices if plain(state["inputs"].get(self.names[i])) != plain(self.inputs(i))
+                             or plain(state["settings"]) != plain(self.settings)]:
+                i = changed[0]
+                why = difference({"inputs": state["inputs"].get(self.names[i]), "settings": state["settings"]},
+                                 {"inputs": self.inputs(i), "settings": self.settings})
+                dropped.append(f"{self.names[i]}: {why}")
+            elif len({self.files.shapes[i] for i in indices}) > 1:
+                dropped.append(f"the pairs of {names[0]}'s batch no longer have one image shape")
+            else:
+                first.append(indices)
+                continue
+            first.append(())
+        if dropped:
+            rank_zero_warn(f"{where}: {len(dropped)} batch(es) in progress start again ({'; '.join(dropped)})")
+        return (tuple(first), within) if any(first) else ((), 0)
 
     def decode(self, pairs: list[int]) -> PairBatch:
         """The pixels of the pairs with these indices (in ``names``), as their batch's first step gets them."""
         return self.files.decode(pairs, 0, self.steps)
 
     def progress(self, step: int) -> tuple[int, int]:
-        """``(pairs finished, pairs in all)`` at global ``step``, over every process."""
-        done = len(self.finished) + (self.plan.finished_count(step) if self.plan else 0)
-        return done, len(self.names)
+        """``(pairs done, pairs in all)`` at global ``step``: those in the output folder when the run started and
+        those this run's plan has finished by then, over every process."""
+        return len(self.done) + (self.plan.finished_count(step) if self.plan else 0), len(self.names)

@@ -79,4 +79,5 @@ class NonFiniteError(_Worded, RuntimeError):
 
 
 class WriteError(_Worded, RuntimeError):
-    """The run finished, but its images could not be written (a full disk); the final checkpoint holds them."""
+    """A result or a checkpoint could not be written (a full disk, a read-only folder): the run stopped, and the
+    message names the file. The same command goes on: results on disk are kept, the pairs not written are redone."""

@@ -14,7 +14,7 @@ Examples:
   lightning-style fit                                  # the example images, 512 px, 500 Adam steps
   lightning-style fit --data.content my_photo.jpg --data.style painting.jpg
   lightning-style fit --data.content photos/ --data.style paintings/ --config configs/lbfgs.yaml
-  lightning-style fit ... --ckpt_path last             # go on after an interruption
+  lightning-style fit ... --ckpt_path last             # go on after a stop (results on disk are always kept)
 
 Every option below can also be set in YAML (--config FILE, composable); --print_config shows the result.
 The style options come first; Lightning's Trainer options follow.
@@ -25,10 +25,11 @@ TEXTS = {  # where this command's behaviour differs from what the Trainer's docs
     "--trainer.logger": "Logger(s) for the metrics; null: a CSVLogger writing <output.dir>/logs/version_N/metrics.csv "
                         "(configs/wandb.yaml: W&B); false: none.",
     "--trainer.default_root_dir": "Folder for Lightning's files when no logger sets one; null: --output.dir.",
-    "--trainer.enable_checkpointing": "null or true: save <output.dir>/checkpoints/last.ckpt every 100 steps and at "
-                                      "the end (resume with --ckpt_path last); false: no checkpoints.",
-    "--ckpt_path": "last: go on with the last run of this command (<output.dir>/checkpoints/last.ckpt; from the "
-                   "beginning if there is none yet), or the path of a checkpoint file written by lightning-style.",
+    "--trainer.enable_checkpointing": "null or true: save <output.dir>/checkpoints/last.ckpt every 100 steps, at "
+                                      "batch ends and at the end (resume with --ckpt_path last); false: no checkpoints.",
+    "--ckpt_path": "last: the batches in progress go on from <output.dir>/checkpoints/last.ckpt (from their start "
+                   "if there is none yet); or the path of a checkpoint file written by lightning-style. Without it the "
+                   "same command still keeps every result in --output.dir and does only what is left.",
 }
 
 

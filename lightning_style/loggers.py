@@ -3,6 +3,7 @@
 import netrc
 import os
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -10,6 +11,8 @@ from urllib.parse import urlparse
 from lightning_utilities.core.rank_zero import rank_zero_info
 from pytorch_lightning.loggers import WandbLogger as _WandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+from .files import replace_atomically
 
 
 def _why_offline() -> str | None:
@@ -29,12 +32,25 @@ def _why_offline() -> str | None:
     return None
 
 
+def _kept_run_id(path: Path) -> str | None:
+    """The W&B run id kept in ``path``, if there is one."""
+    try:
+        found = path.read_text().strip()
+    except OSError:
+        return None
+    return found if found.isalnum() else None
+
+
 class WandbLogger(_WandbLogger):
     """``pytorch_lightning.loggers.WandbLogger`` that falls back to offline mode instead of failing or prompting.
 
     Without credentials or without network (and unless ``WANDB_MODE`` or ``offline`` decide), the run is logged
     offline under ``<save_dir>/wandb/offline-run-*`` with one line saying so and how to upload it later
     (``wandb sync``). Every other argument is Lightning's (``project``, ``name``, ``save_dir``, ``log_model``...).
+
+    One job, one W&B run: unless an ``id`` is given, the run's id is kept in ``<save_dir>/wandb/run-id`` (the
+    command line's ``save_dir`` is ``--output.dir``), and every later run of the job continues that W&B run
+    (``resume="allow"``): one dashboard, its curves and its ``pairs`` table continuous across stops and resumes.
 
     Args:
         offline: log offline from the start.
@@ -47,6 +63,11 @@ class WandbLogger(_WandbLogger):
         import wandb
 
         save_dir = "." if save_dir is None else save_dir
+        self._run_id_file = None
+        if kwargs.get("id") is None and kwargs.get("version") is None:
+            self._run_id_file = Path(save_dir) / "wandb" / "run-id"  # written when the run starts
+            kwargs["id"] = _kept_run_id(self._run_id_file) or uuid.uuid4().hex[:8]  # W&B's own ids look so
+            kwargs["resume"] = kwargs.get("resume") or "allow"
         reason = None if offline or os.environ.get("WANDB_MODE") else _why_offline()
         if kwargs.get("settings") is None:
             kwargs["settings"] = wandb.Settings(silent=True)  # one line of ours instead of W&B's ten
@@ -62,6 +83,9 @@ class WandbLogger(_WandbLogger):
         starting = self._experiment is None
         if starting and self._save_dir:
             Path(self._save_dir).mkdir(parents=True, exist_ok=True)  # W&B warns about a folder that is not there yet
+        if starting and self._run_id_file is not None and _kept_run_id(self._run_id_file) != self._wandb_init["id"]:
+            self._run_id_file.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(self._run_id_file, lambda file: file.write(self._wandb_init["id"].encode()))
         run = super().experiment
         if starting and getattr(run, "dir", None):
             if run.offline:

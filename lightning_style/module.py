@@ -2,13 +2,13 @@
 
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning_fabric.utilities.apply_func import move_data_to_device
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningModule
 from pytorch_lightning.callbacks import ModelSummary
@@ -21,13 +21,18 @@ from .errors import StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
 from .guard import FiniteGuard
 from .images import load_image
+from .in_progress import load_optimizer_state, pack, qualified_name, unpack
 from .objective import StyleObjective
 from .options import check_options, check_trainer, layer_weights
 from .pairs import PairBatch
 from .plateau import Plateau
+from .record import fingerprint, plain
 from .style_losses import StyleLossName
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+RESULT_OPTIONS = ("backbone", "weights", "steps", "content_layers", "style_layers", "style_loss", "content_weight",
+                  "style_weight", "tv_weight", "init", "pooling", "preserve_color", "levels", "level_steps",
+                  "plateau_tolerance", "plateau_window")
 LOSS_KEYS = ("loss", "content", "style", "tv")
 
 
@@ -135,6 +140,7 @@ class StyleTransfer(LightningModule):
         self._losses: dict[str, Tensor] = {}
         self.guard = FiniteGuard()  # NaN checks every check_every_n_steps, not at every step
         self.plateau = Plateau(plateau_tolerance, plateau_window)
+        self._restored = None  # this process's batch in progress from a checkpoint, checked when it comes up
 
     @property
     def min_image_size(self) -> int:
@@ -145,6 +151,22 @@ class StyleTransfer(LightningModule):
         """How many times the images are downsampled at a batch's ``step`` (1 at full size)."""
         level = min(step // self.hparams.level_steps, self.hparams.levels - 1)
         return 2 ** (self.hparams.levels - 1 - level)
+
+    def result_settings(self) -> dict:
+        """The options that change a result, for its provenance (:mod:`lightning_style.record`): the loss, the
+        optimiser (class and arguments), the steps, the precision; files (weights, an init image) by fingerprint.
+        Not the options that only change speed or memory (``checkpointing``, ``channels_last``, ``compile``), nor
+        the batch size (a pair's result does not depend on its batch with Adam; with L-BFGS only slightly)."""
+        settings = {key: self.hparams[key] for key in RESULT_OPTIONS}
+        for key in ("weights", "init"):
+            if settings[key] not in (None, "DEFAULT", "content", "style", "noise") and Path(settings[key]).is_file():
+                settings[key] = fingerprint(settings[key])
+        optimizer = self._new_optimizer([nn.Parameter(torch.zeros(1))])
+        settings["optimizer"] = {"class": qualified_name(optimizer), **optimizer.defaults}
+        settings["precision"] = str(self.trainer.precision)
+        if self.hparams.init == "noise" or self.hparams.style_loss == "sliced":
+            settings["seed"] = torch.initial_seed()  # it draws the noise and the directions
+        return plain(settings)
 
     def setup(self, stage: str) -> None:
         check_trainer(self.trainer)
@@ -168,8 +190,10 @@ class StyleTransfer(LightningModule):
                 h, w = batch.contents.shape[-2:]
                 raise StyleTransferError(f"pair {batch.names[0]}: {w}x{h} px, but the chosen layers (and --model.levels) need "
                                          f"at least {self.min_image_size} px on each side (raise --data.image_size)")
-            if batch.names != self.names or batch.step == 0:
+            if batch.step == 0 or not batch.names:
                 self._start(batch)
+            else:  # the first step of a resumed run, in the middle of a batch: the checkpoint's images go on
+                self._resume(batch)
             self.contents, self.styles = batch.contents, batch.styles
             self.objective = None if not batch.names else StyleObjective(
                 self.features, batch.contents, batch.styles, batch.style_weights, batch.masks,
@@ -184,7 +208,7 @@ class StyleTransfer(LightningModule):
                 optimizer.state.clear()  # a new level, a new loss: start the optimiser afresh
 
     def _start(self, batch: PairBatch) -> None:
-        self.names = batch.names
+        self.names, self._restored = batch.names, None  # a checkpoint's batch that does not go on is forgotten
         if not batch.names:  # this process idles for a batch: one dummy pixel keeps the step count in line
             start = torch.zeros(1, 3, 1, 1, device=self.device)
         else:
@@ -196,6 +220,19 @@ class StyleTransfer(LightningModule):
         self.trainer.strategy.optimizers = [self.configure_optimizers()]  # state belongs to the previous batch
         self.guard.start_batch(self.global_step)
         self.plateau.start_batch()
+
+    def _resume(self, batch: PairBatch) -> None:
+        where = f"--ckpt_path {self.trainer.ckpt_path}"
+        probe = self._new_optimizer([nn.Parameter(torch.zeros(1))])  # its class and history size, for the checks
+        images, state, plateau = unpack(self._restored, where, batch.names, batch.step, batch.contents.shape, probe)
+        self._restored = None
+        self.names, self.images = batch.names, nn.Parameter(images.to(self.device))
+        optimizer = self.configure_optimizers()
+        if state is not None:
+            load_optimizer_state(optimizer, state, where)  # torch moves the state to the images' device
+        self.trainer.strategy.optimizers = [optimizer]
+        self.guard.start_batch(self.global_step - batch.step)
+        self.plateau.load_state_dict(plateau)
 
     def _initial_image(self, name: str, content: Tensor, style: Tensor, image: Tensor | None) -> Tensor:
         if self.hparams.init == "content":
@@ -237,8 +274,11 @@ class StyleTransfer(LightningModule):
             self.log_dict(terms, batch_size=count)
         return total
 
+    def _new_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return (self.optimizer or (lambda params: torch.optim.Adam(params, lr=0.02)))(params)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        optimizer = (self.optimizer or (lambda params: torch.optim.Adam(params, lr=0.02)))([self.images])
+        optimizer = self._new_optimizer([self.images])
         if isinstance(optimizer, torch.optim.LBFGS):
             if str(self.trainer.precision) == "16-mixed":
                 raise StyleTransferError("L-BFGS cannot run with --trainer.precision 16-mixed (gradient scaling); use bf16-mixed or 32-true")
@@ -285,39 +325,40 @@ class StyleTransfer(LightningModule):
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Every process's batch in progress (its pairs, images and optimiser state): a checkpoint's size depends
-        on the batch and the number of processes, not on the number of pairs. A checkpoint never holds NaN: the
-        images are checked first."""
+        """Every process's batch in progress (its pairs, images, optimiser state and steps taken); nothing for a
+        batch that just finished (its results are on disk). A checkpoint's size depends on the batch and the
+        number of processes, not on the number of pairs. It never holds NaN: the images are checked first."""
         self.check_finite()
-        optimizer = self.trainer.optimizers[0].state_dict() if self.trainer.optimizers else {}
-        cpu = torch.device("cpu")
-        mine = {"names": list(self.names), "images": self.images.detach().cpu(), "optimizer": move_data_to_device(optimizer, cpu),
-                "plateau": self.plateau.state_dict()}
+        if self._restored is not None:  # a resumed run that took no step yet: its checkpoint's batch, untouched
+            mine = self._restored
+        else:
+            going_on = self.names and not self.batch_done
+            optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
+            mine = pack(self.names if going_on else (), self._step_in_batch + 1, self.images, optimizer,
+                        self.plateau.state_dict())
         states = [mine]
         if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             states = [None] * self.trainer.world_size
             dist.all_gather_object(states, mine)
         checkpoint["in_progress"] = states
+        checkpoint["state_dict"]["images"] = torch.zeros(0, 3, 1, 1)  # the images are in in_progress
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Take this process's batch in progress from the checkpoint (images and optimiser state) when the number
-        of processes is the same; otherwise those batches start again (the data module plans the rest anew)."""
-        states = checkpoint.get("in_progress", [])
+        """Keep this process's batch in progress, unchecked and unused until the data module's plan gives that
+        batch (:func:`~lightning_style.in_progress.unpack` checks it then, against the batch's pairs and shapes).
+        Lightning restores no image and no optimiser state itself: they belong to a batch, not to the run."""
+        states = checkpoint.get("in_progress")
         trainer = self._trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, len(states))
-        mine = states[rank] if len(states) == world and states else None
-        images = mine["images"] if mine else torch.zeros(0, 3, 1, 1)
-        self.names = tuple(mine["names"]) if mine else ()
-        self.plateau.load_state_dict(mine.get("plateau") if mine else None)
-        self.images = nn.Parameter(torch.empty_like(images))
-        checkpoint["state_dict"]["images"] = images
-        checkpoint["optimizer_states"] = [mine["optimizer"]] if mine and mine["optimizer"] else []
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        self._restored = states[rank] if isinstance(states, list) and len(states) == world else None
+        self.images = nn.Parameter(torch.zeros(0, 3, 1, 1))
+        checkpoint["state_dict"]["images"] = self.images.data
+        checkpoint["optimizer_states"] = []
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
                              weights_only=None, **kwargs) -> "StyleTransfer":
-        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True`` and from local files only;
-        ``results()`` then yields the first process's batch in progress."""
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True`` and from local files only."""
         if is_remote(checkpoint_path):
             raise StyleTransferError(f"checkpoint {checkpoint_path}: remote checkpoints are not loaded (unpickling one "
                                      "can run code); download it and pass the local file")

@@ -75,6 +75,7 @@ class PairFiles:
     masks: tuple[Path, ...]
     image_size: int
     style_size: int
+    shapes: tuple[tuple[int, int], ...]  # each pair's content (height, width) once resized, from its header at start-up
 
     def decode(self, pairs: list[int], step: int, steps: int) -> PairBatch:
         """Decode the pairs of one batch (each file once); a pair whose file fails to decode now is left out with
@@ -87,7 +88,11 @@ class PairFiles:
                     if (path, role) not in images:
                         size = {"content": self.image_size, "style": self.style_size, "mask": None}[role]
                         images[path, role] = load_image(path, size, role)
-                masks = self.masks_for(images, images[content, "content"].shape[1:])
+                if (shape := tuple(images[content, "content"].shape[1:])) != self.shapes[index]:
+                    (h, w), (h0, w0) = shape, self.shapes[index]
+                    raise StyleTransferError(f"content {content}: {w}x{h} px once resized, but {w0}x{h0} px when the run "
+                                             "started (the file was replaced)")
+                masks = self.masks_for(images, shape)
             except StyleTransferError as error:
                 warnings.warn(f"skipping pair {self.names[index]}: {error}", stacklevel=1)  # on every process
                 skipped.append(self.names[index])

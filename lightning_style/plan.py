@@ -1,20 +1,21 @@
 """Which pairs each process optimises, in which batch, at which step: a pure function of the pairs' shapes.
 
-Every process computes the same plan from the same inputs, so no process has to tell another what it does, and a
-resumed run finds its place from the step counter alone.
+Every process computes the same plan from the same inputs (the pairs not done yet, and the batches in progress of
+a resumed checkpoint, which come first), so no process has to tell another what it does.
 """
 
 import math
-from functools import cached_property
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 Batch = tuple[int, ...]  # indices of the pairs optimised together; empty: the process idles for that batch's steps
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Each process's batches, in order, ``steps`` steps each, starting at global step ``base``.
+    """Each process's batches, in order, ``steps`` steps each, the first starting at global step ``base`` (a resumed
+    run's first batches, in progress, started before the run: at ``base`` below the step it resumes from).
 
     Every process has the same number of batches (so all reach each checkpoint and logging step together);
     where the batches cannot be dealt evenly, a process idles (an empty batch) for the last round.
@@ -33,8 +34,8 @@ class Plan:
         """The global step at which every batch is finished."""
         return self.base + len(self.batches[0]) * self.steps
 
-    def at(self, rank: int, step: int) -> tuple[int, int]:
-        """``(batch number, step within the batch)`` of process ``rank`` at global step ``step``."""
+    def at(self, step: int) -> tuple[int, int]:
+        """``(batch number, step within the batch)`` of every process at global step ``step``."""
         return divmod(step - self.base, self.steps)
 
     def _rounds(self, step: int) -> int:

@@ -84,10 +84,10 @@ def check_memory(
     gb = lambda value: f"{value / 1e9:,.0f} GB" if value >= 1e10 else f"{value / 1e9:.1f} GB"
     if style_bytes > image_bytes:
         sh, sw = max(styles, key=lambda size: size[0] * size[1])
-        cause, fix = f"a style image of {sw}x{sh} px", f"a smaller {style_option}"
+        cause, fix = f"a style image of {sw}x{sh} px", style_option
     else:
         cause = f"{len(images)} image(s) of up to {w}x{h} px at {per_pixel / 1e3:.2f} GB per megapixel"
-        fix = "a smaller --data.image_size" + ("" if features.checkpointing else
+        fix = "--data.image_size" + ("" if features.checkpointing else
                                                ", --model.checkpointing true (about 40% less memory)")
     where = "on the GPU" if device.type == "cuda" else "in memory"
-    raise StyleTransferError(f"this run needs about {gb(need)} {where} ({cause}) but {gb(free)} are free; use {fix}")
+    raise StyleTransferError(f"this run needs about {gb(need)} {where} ({cause}) but {gb(free)} are free; use a smaller {fix}")

@@ -28,7 +28,7 @@ def test_fit_writes_the_stylised_png(tmp_path, in_repo, capsys):
     with Image.open(tmp_path / "out" / "chelsea__swirls.png") as image:
         assert image.size == (64, 43) and image.mode == "RGB"
     assert "5/5" in out.out and "train/loss=" in out.out and "pairs=1/1" in out.out  # step k/N, loss, pairs
-    assert "1 of 1 pairs stylised" in out.out and str(tmp_path / "out" / "checkpoints" / "last.ckpt") in out.out
+    assert "this run: 1 pair in" in out.out and "the job: 1 of 1 done" in out.out and "to go on" not in out.out
     rows = metrics(tmp_path)
     assert {"train/loss", "train/content", "train/style", "train/style/relu5_1", "train/tv", "quality/final_ssim"} <= set(rows[0])
     assert [row["step"] for row in rows if row["train/loss"]] == ["0", "1", "2", "3", "4"]
@@ -90,12 +90,14 @@ def test_resume_from_last_checkpoint(tmp_path, in_repo, capsys):
     first = capsys.readouterr()
     last = tmp_path / "out" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 3
-    assert "to go on (or redo what failed): lightning-style fit" in first.out and first.out.rstrip().endswith("--ckpt_path last")
+    assert "the job: 0 of 1 done" in first.out
+    assert "to go on: lightning-style fit" in first.out and first.out.rstrip().endswith("--ckpt_path last")
+    assert "--trainer.max_steps" not in first.out.splitlines()[-1]  # it would stop the resumed run at once
     assert run_main(*DEBUG, *redirect(tmp_path), "--ckpt_path", "last")[0] == 0  # the same command goes on
     resumed = capsys.readouterr()
     assert "3/5" in resumed.out and "5/5" in resumed.out  # the bar goes on from step 3
     assert torch.load(last, weights_only=True)["global_step"] == 5
-    assert "1 of 1 pairs stylised" in resumed.out
+    assert "this run: 1 pair in" in resumed.out and "the job: 1 of 1 done" in resumed.out
 
 
 def bad_input(case: str, tmp_path: Path) -> tuple[list[str], str]:

@@ -7,14 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_style import NonFiniteError
-from lightning_style.callbacks import save_atomically, to_uint8
+from lightning_style.record import Record
 
 from conftest import ROOT, fit, run_main, write_image
 
@@ -24,7 +23,7 @@ EXAMPLES = (ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls
 def test_mixed_precision_is_finite_and_close_to_full_precision(tmp_path, hed_weights):
     results = {}
     for precision in ["32-true", "bf16-mixed", "16-mixed"]:  # on a CPU Lightning runs 16-mixed as bf16-mixed
-        model, trainer = fit(tmp_path, *EXAMPLES, steps=6, image_size=48, weights=str(hed_weights),
+        model, trainer = fit(tmp_path / precision, *EXAMPLES, steps=6, image_size=48, weights=str(hed_weights),
                              trainer_kwargs={"precision": precision})
         metrics = trainer.callback_metrics
         assert all(torch.isfinite(value) for value in metrics.values())
@@ -45,17 +44,18 @@ def test_half_precision_images_are_refused(tmp_path, images):
 
 def test_non_finite_loss_stops_with_the_last_good_image_and_checkpoint(tmp_path, images):
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
-    good, _ = fit(tmp_path, images["content"], images["style"], steps=4, max_steps=2, callbacks=[checkpoint])
-    last = tmp_path / "ckpt" / "last.ckpt"
-    saved = last.read_bytes()
-    # A weight too large for float32 overflows the loss to inf at the first resumed step.
-    # Found at step 3's checkpoint, before anything is saved: the images go back to step 2's (the resume's).
-    with pytest.raises(NonFiniteError, match=r"train/\w+ became NaN or infinite between global steps 2 and 3; stopped with the images of step 2"):
-        fit(tmp_path, images["content"], images["style"], steps=4, ckpt_path=str(last), style_weight=1e39,
-            callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)])
-    assert last.read_bytes() == saved
-    with Image.open(tmp_path / "images" / "photo__paint.png") as written:
-        assert np.array_equal(np.asarray(written), to_uint8(good.images[0]))
+    fit(tmp_path, images["content"], images["style"], steps=4, max_steps=2, callbacks=[checkpoint])
+    last, partial = tmp_path / "ckpt" / "last.ckpt", tmp_path / "images" / "partial" / "photo__paint.png"
+    saved, first = last.read_bytes(), partial.read_bytes()  # the stopped run's images, marked as unfinished
+    # A weight too large for float32 overflows the loss to inf at the first step. Another weight changes the result,
+    # so the batch in progress starts again; its first step is found bad at step 3's checkpoint, before anything is
+    # saved: the images go back to the batch's starting ones, which are no result, so nothing is written.
+    with pytest.warns(UserWarning, match=r"start again \(photo__paint: style_weight 100.0 -> 1e\+39\)"):
+        with pytest.raises(NonFiniteError, match=r"train/\w+ became NaN or infinite between global steps 2 and 3; stopped with the images of step 2"):
+            fit(tmp_path, images["content"], images["style"], steps=4, ckpt_path=str(last), style_weight=1e39,
+                callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)])
+    assert last.read_bytes() == saved and partial.read_bytes() == first
+    assert not (tmp_path / "images" / "photo__paint.png").exists()
 
 
 def test_non_finite_loss_on_the_command_line(tmp_path, monkeypatch):
@@ -71,41 +71,53 @@ def test_a_failed_write_leaves_the_existing_output_intact(tmp_path):
     target = write_image(tmp_path / "result.png", seed=1)
     before = target.read_bytes()
     with pytest.raises(OSError):
-        save_atomically(Image.new("CMYK", (8, 8)), target)  # PNG cannot hold CMYK: the encoder fails
+        Record(tmp_path).write("result", Image.new("CMYK", (8, 8)), {})  # PNG cannot hold CMYK: the encoder fails
     assert target.read_bytes() == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["result.png"]
 
 
 @pytest.mark.slow
-def test_ctrl_c_writes_the_current_image(tmp_path):
-    last = tmp_path / "out/checkpoints/last.ckpt"
-    output = tmp_path / "out" / "chelsea__swirls.png"
+@pytest.mark.parametrize("signum, devices", [(signal.SIGINT, 1), (signal.SIGTERM, 2)], ids=["ctrl-c", "sigterm-to-the-first-of-2"])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_a_summary_and_partial_images(tmp_path, signum, devices):
+    """The signal goes to the first process only (``kill PID``, ``timeout``, ``docker stop``): every process stops
+    at the same step, the checkpoint holds the batches in progress, their images go to partial/ and nothing
+    unfinished carries a final name; the exit status is 128 + the signal, and the summary says how to go on."""
+    last, out = tmp_path / "out/checkpoints/last.ckpt", tmp_path / "out"
     script = Path(sys.executable).with_name("lightning-style")
-    log = tmp_path / "stderr.txt"
-    with open(log, "w") as stderr:  # a file, not a pipe that nobody reads while the run goes on
+    log, printed = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
+    # Two contents of two shapes: two batches, one on each process when there are two.
+    with open(log, "w") as stderr, open(printed, "w") as stdout:  # files, not pipes that nobody reads meanwhile
         process = subprocess.Popen(
-            [str(script), "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml",
+            [str(script), "fit", "--config", "configs/debug.yaml", "--data.content", "examples/content",
              "--model.steps", "100000", "--trainer.callbacks+=StepCheckpoint", "--trainer.callbacks.every_n_train_steps", "2",
-             "--output.dir", str(tmp_path / "out")],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+             "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
+             "--output.dir", str(out)],
+            cwd=ROOT, stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
             # A shell that runs the tests as a background job (`pytest &`) makes them ignore SIGINT, and the run
             # would inherit that: give it the default disposition, as a terminal's Ctrl-C finds it.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 180
         while time.time() < deadline and not last.exists():
             time.sleep(0.2)
-        assert last.exists(), "no checkpoint after 120 s:\n" + log.read_text()[-3000:]
-        assert not output.exists()  # only the end of the pair's batch (or an interruption) writes it
-        process.send_signal(signal.SIGINT)
+        assert last.exists(), "no checkpoint after 180 s:\n" + log.read_text()[-3000:]
+        process.send_signal(signum)
         try:
             process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's traceback goes to the log
             process.wait(timeout=30)
-            pytest.fail("still running 120 s after Ctrl-C:\n" + log.read_text()[-6000:])
+            pytest.fail("still running 120 s after the signal:\n" + log.read_text()[-6000:])
     finally:
         process.kill()
-    assert output.is_file(), log.read_text()[-3000:]
-    with Image.open(output) as image:
-        assert image.size == (64, 43)
+    assert process.returncode == 128 + signum, log.read_text()[-3000:]
+    summary = printed.read_text()
+    name = signal.Signals(signum).name
+    assert f"lightning-style: stopped by {name}; this run: 0 pairs in" in summary and "the job: 0 of 2 done" in summary
+    assert summary.rstrip().endswith("--ckpt_path last") and "to go on: lightning-style fit" in summary
+    assert not list(out.glob("*.png"))  # nothing unfinished under a final name
+    saved = torch.load(last, weights_only=True)
+    in_progress = [entry["names"] for entry in saved["in_progress"] if entry["names"]]
+    assert len(in_progress) == devices and saved["global_step"] > 0
+    partial = sorted(path.stem for path in (out / "partial").glob("*.png"))
+    assert partial == sorted(name for names in in_progress for name in names)

@@ -89,8 +89,8 @@ def test_init(tmp_path, images, init):
         assert torch.equal(image, content)
     elif init == "noise":
         assert image.std() > 0.2 and image.min() >= 0 and image.max() <= 1
-        again, _ = fit(tmp_path, images["content"], images["style"], steps=1, init=path, seed=7, optimizer=still)
-        other_seed, _ = fit(tmp_path, images["content"], images["style"], steps=1, init=path, seed=8, optimizer=still)
+        again, _ = fit(tmp_path / "again", images["content"], images["style"], steps=1, init=path, seed=7, optimizer=still)
+        other_seed, _ = fit(tmp_path / "other", images["content"], images["style"], steps=1, init=path, seed=8, optimizer=still)
         assert torch.equal(again.images, model.images) and not torch.equal(other_seed.images, model.images)
     else:
         source = model.styles[0][0] if init == "style" else load_image(images["style2"])
@@ -102,15 +102,16 @@ def test_checkpoints_are_small_and_load_with_weights_only(tmp_path, images):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=2)
-    model, _ = fit(tmp_path, images["content"], images["style"], steps=2, backbone="vgg19_bn",
+    model, _ = fit(tmp_path, images["content"], images["style"], steps=4, max_steps=2, backbone="vgg19_bn",
                    callbacks=[checkpoint])
     path = tmp_path / "ckpt" / "last.ckpt"
     state = torch.load(path, weights_only=True)
-    assert list(state["state_dict"]) == ["images"]
-    assert path.stat().st_size < 100_000  # a 32x27 image and Adam's two moments, no VGG weights (80 MB)
-    loaded = StyleTransfer.load_from_checkpoint(path, weights=None)
-    assert dict(loaded.results()).keys() == {"photo__paint"}
-    torch.testing.assert_close(loaded.images, model.images)
+    assert state["state_dict"]["images"].numel() == 0  # no VGG weights (80 MB): the batch is in in_progress
+    assert path.stat().st_size < 100_000  # a 32x27 image and Adam's two moments
+    (entry,) = state["in_progress"]
+    assert entry["names"] == ["photo__paint"] and entry["step"] == 2
+    torch.testing.assert_close(entry["images"], model.images.detach())
+    StyleTransfer.load_from_checkpoint(path, weights=None)  # loads with weights_only
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
@@ -131,14 +132,14 @@ def test_resume_continues_where_it_stopped(tmp_path, images, optimizer):
     torch.testing.assert_close(resumed.images, straight.images, atol=1e-6, rtol=0)
 
 
-def test_resume_with_other_images_starts_every_pair(tmp_path, images):
+def test_resume_with_other_images_starts_the_batch_in_progress_again(tmp_path, images):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    fit(tmp_path, images["content"], images["style"], steps=2,
+    fit(tmp_path, images["content"], images["style"], steps=4, max_steps=2,
         callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)])
-    with pytest.warns(UserWarning, match="the checkpoint was made for other pairs; every pair is optimised"):
-        _, trainer = fit(tmp_path, images["content2"], images["style"], steps=2, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
-    assert list(collected(trainer)) == ["photo2__paint"] and trainer.global_step == 4
+    with pytest.warns(UserWarning, match=r"last.ckpt: 1 batch\(es\) in progress start again \(photo__paint is not a pair of this run\)"):
+        _, trainer = fit(tmp_path, images["content2"], images["style"], steps=4, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert list(collected(trainer)) == ["photo2__paint"] and trainer.global_step == 6
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,8 @@ def test_an_optimiser_step_that_makes_images_non_finite_rolls_back(tmp_path, ima
                                              f"{found}; stopped with the images of step {good_steps}, the last check"):
         fit(tmp_path / "bad", images["content"], images["style"], steps=30, model=model)
     torch.testing.assert_close(model.images.detach(), good.images.detach(), atol=1e-6, rtol=0)
-    with Image.open(tmp_path / "bad" / "images" / "photo__paint.png") as written:  # the last good images
+    assert not (tmp_path / "bad" / "images" / "photo__paint.png").exists()  # never finished: no result
+    with Image.open(tmp_path / "bad" / "images" / "partial" / "photo__paint.png") as written:  # the last good images
         assert np.array_equal(np.asarray(written), to_uint8(good.images[0]))
 
 
@@ -175,21 +176,21 @@ class OutputBecomesAFolder(Callback):
         self.path.mkdir(parents=True, exist_ok=True)
 
 
-def test_a_failed_write_stops_the_run_after_a_checkpoint_that_holds_the_images(tmp_path, images):
-    from lightning_style.callbacks import StepCheckpoint
+def test_a_failed_write_stops_the_run_and_the_same_run_redoes_what_was_not_written(tmp_path, images):
+    from lightning_style.checkpoints import StepCheckpoint
 
     pairs = ([images["content"], images["content2"]], images["style"])
     last, blocker = tmp_path / "ckpt" / "last.ckpt", tmp_path / "images" / "photo__paint.png"
-    checkpoint = StepCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=100)
-    with pytest.raises(WriteError, match=r"could not write the images \(Is a directory\); the last checkpoint holds them"):
-        fit(tmp_path, *pairs, steps=3, batch_size=1, callbacks=[checkpoint, OutputBecomesAFolder(blocker)])
-    saved = read_checkpoint(last)
-    assert saved["global_step"] == 3  # stopped when the first batch finished, with a checkpoint of it
-    blocker.rmdir()  # space is free again: the same run goes on and writes what it could not
-    _, trainer = fit(tmp_path, *pairs, steps=3, batch_size=1, ckpt_path=str(last))
-    with Image.open(blocker) as written:
-        assert np.array_equal(np.asarray(written), to_uint8(saved["in_progress"][0]["images"][0]))
-    assert list(collected(trainer)) == ["photo2__paint"]
+    with pytest.raises(WriteError, match=rf"could not write {blocker} \(Is a directory\); free the space .*: the pairs "
+                                         "not written are redone"):
+        fit(tmp_path, *pairs, steps=3, batch_size=1,
+            callbacks=[StepCheckpoint(dirpath=tmp_path / "ckpt"), OutputBecomesAFolder(blocker)])
+    assert read_checkpoint(last)["global_step"] == 3  # stopped when the first batch finished, with a checkpoint
+    blocker.rmdir()  # space is free again: the same run does what is not done
+    _, trainer = fit(tmp_path, *pairs, steps=3, batch_size=1, ckpt_path=str(last),
+                     callbacks=[StepCheckpoint(dirpath=tmp_path / "ckpt")])
+    assert sorted(collected(trainer)) == ["photo2__paint", "photo__paint"]
+    assert sorted(path.name for path in (tmp_path / "images").iterdir()) == ["photo2__paint.png", "photo__paint.png"]
 
 
 def test_outputs_that_cannot_be_replaced_are_refused_at_start_up(tmp_path, cli):
@@ -233,14 +234,15 @@ def test_settings_refused_in_one_line_with_nothing_written(tmp_path, cli, case):
     assert not (tmp_path / "out").exists() and not (tmp_path / "root").exists()
 
 
-def test_resuming_with_other_model_options_names_them(tmp_path, cli):
+def test_resuming_with_other_model_options_starts_the_batch_again_and_says_why(tmp_path, cli):
     assert cli("--trainer.max_steps", "2")[0] == 0
     with pytest.warns(UserWarning) as warned:
-        code, _ = cli("--ckpt_path", "last", "--model.style_weight", "50", "--model.tv_weight", "1")
+        code, _ = cli("--ckpt_path", "last", "--model.style_weight", "50")
     assert code == 0
     (line,) = [str(w.message) for w in warned if "--ckpt_path" in str(w.message)]
-    assert line == ("--ckpt_path: resuming with the checkpoint's model options, not these: "
-                    "style_weight (50.0 -> 100.0), tv_weight (1.0 -> 0.0)")
+    assert line == (f"--ckpt_path {tmp_path / 'out/checkpoints/last.ckpt'}: 1 batch(es) in progress start again "
+                    "(chelsea__swirls: style_weight 100.0 -> 50.0)")
+    assert read_checkpoint(tmp_path / "out/checkpoints/last.ckpt")["global_step"] == 2 + 5  # the batch's 5 steps
 
 
 @pytest.mark.slow
@@ -274,7 +276,7 @@ def test_a_crash_after_an_unchecked_nan_writes_the_last_good_images(tmp_path, im
                           optimizer=lambda params: ExplodesAtStep(params, at=12))
     with pytest.raises(RuntimeError, match="crash between two checks"):
         fit(tmp_path / "bad", images["content"], images["style"], steps=30, model=model, callbacks=[FailsAtStep(14)])
-    with Image.open(tmp_path / "bad" / "images" / "photo__paint.png") as written:  # step 10's, not NaN
+    with Image.open(tmp_path / "bad" / "images" / "partial" / "photo__paint.png") as written:  # step 10's, not NaN
         assert np.array_equal(np.asarray(written), to_uint8(good.images[0]))
     model.check_finite()  # the restored images are good: later checks start from them
 

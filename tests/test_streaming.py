@@ -113,14 +113,22 @@ def test_a_file_that_fails_to_decode_late_skips_its_pair(tmp_path, monkeypatch, 
     monkeypatch.chdir(ROOT)
     from conftest import run_main
 
+    args = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--data.content", str(photos),
+            "--data.batch_size", "1", "--output.dir", str(tmp_path / "out"), "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path)]
     with pytest.warns(UserWarning, match=r"skipping pair p1__swirls: content .*p1.png: truncated or corrupt image"):
-        code, _ = run_main("fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml",
-                           "--data.content", str(photos), "--data.batch_size", "1", "--output.dir", str(tmp_path / "out"),
-                           "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path))
+        code, _ = run_main(*args)
     assert code == 1
     summary = capsys.readouterr().out
-    assert "2 of 3 pairs stylised" in summary and "1 skipped" in summary
+    assert "this run: 2 pairs in" in summary and "the job: 2 of 3 done, 1 skipped" in summary and "to go on" in summary
     assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["p0__swirls.png", "p2__swirls.png"]
+    # The file mended, the same command does what is left, and only that.
+    written = {path.name: path.stat().st_mtime_ns for path in (tmp_path / "out").glob("*.png")}
+    (photos / "p1.png").write_bytes(data)
+    assert run_main(*args)[0] == 0
+    summary = capsys.readouterr().out
+    assert "this run: 1 pair in" in summary and "the job: 3 of 3 done;" in summary and "to go on" not in summary
+    assert all((tmp_path / "out" / name).stat().st_mtime_ns == mtime for name, mtime in written.items())
 
 
 @pytest.mark.slow
@@ -129,14 +137,14 @@ def test_killed_run_goes_on_without_redoing_finished_pairs(tmp_path, monkeypatch
         write_image(tmp_path / "photos" / f"p{k}.png", size=(64, 48), seed=k)
     args = ["fit", "--config", "configs/debug.yaml", "--model.init", "noise",
             "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--model.steps", "20",
-            "--trainer.callbacks+=StepCheckpoint", "--trainer.callbacks.every_n_train_steps", "5", "--trainer.logger", "false",
+            "--trainer.logger", "false",
             "--trainer.callbacks+=collect_results.SaveFinished", "--output.dir", str(tmp_path / "out")]
-    # Killed (SIGKILL, by itself: no timing involved) at step 27: p0 finished at step 20, p1 in progress, and the
-    # last checkpoint is step 25's.
+    # Killed (SIGKILL, by itself: no timing involved) at step 27: p0 finished at step 20, p1 in progress. The last
+    # checkpoint is step 20's, p0's batch end (checkpoints otherwise come every 100 steps).
     killed = run_cli(*args, "--trainer.callbacks+=failing_callback.KillAtStep", "--trainer.callbacks.step", "27",
                      env={"PYTHONPATH": str(ROOT / "tests"), "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "killed")})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 25
+    assert torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
     first = tmp_path / "out" / "p0__swirls.png"
     written = first.stat().st_mtime_ns
     monkeypatch.chdir(ROOT)

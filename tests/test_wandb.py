@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from lightning_style.callbacks import ImageLogger
+from lightning_style.image_logger import ImageLogger
 
 from conftest import fit, run_cli
 from wandb_records import config, history_keys, read_records
