@@ -40,8 +40,9 @@ def side_by_side(*images: Tensor) -> Tensor:
 
 
 class ImageWriter(pl.Callback):
-    """Writes each pair's result to ``<dir>/<content-stem>__<style-stem>.png`` when its batch finishes, with its
-    provenance: the output folder is the job's record (see :mod:`lightning_style.record`).
+    """Writes each pair's result to ``<dir>/<content-stem>__<style-stem>.png`` when its batch finishes.
+
+    Each result carries its provenance: the output folder is the job's record (see :mod:`lightning_style.record`).
 
     When a run is set up, the pairs whose results are in the folder with the provenance that this run would give
     them (the same input files, the same options that change a result) are done: the data module leaves them

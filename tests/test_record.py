@@ -99,6 +99,16 @@ def test_a_stopped_run_goes_on_with_the_same_command(job):
     assert read_checkpoint(last(job))["global_step"] == 7 + 3 + 5
 
 
+def test_a_photo_replaced_while_its_batch_was_in_progress_starts_again(job):
+    assert job("--trainer.max_steps", "2")[0] == 0  # p0 in progress
+    write_image(job.photos / "p0.png", size=(48, 64), seed=12)  # another picture, another shape, the same name
+    with pytest.warns(UserWarning, match=r"1 batch\(es\) in progress start again \(p0__swirls: its content file changed\)"):
+        code, out = job("--ckpt_path", "last")
+    assert code == 0 and "the job: 3 of 3 done" in out
+    with Image.open(job.out / "p0__swirls.png") as image:
+        assert image.size == (48, 64) and '"steps": 5' in image.info["lightning-style"]
+
+
 def test_checkpoints_at_every_batch_end_and_once_at_the_end(job, monkeypatch):
     from lightning_style.checkpoints import SafeCheckpointIO
 
