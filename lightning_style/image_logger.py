@@ -7,10 +7,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .callbacks import side_by_side, to_uint8
 

@@ -40,8 +40,8 @@ class GracefulStop(pl.Callback):
             raise KeyboardInterrupt  # the second Ctrl-C
         self._received = signum
         if self._loud:  # os.write: a handler may interrupt a print in progress
-            os.write(2, f"\nlightning-style: {signal.Signals(signum).name}: stopping after this step "
-                        f"(Ctrl-C again to stop at once)\n".encode())
+            again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+            os.write(2, f"\nlightning-style: {signal.Signals(signum).name}: stopping after this step{again}\n".encode())
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         received = self._received or 0

@@ -2,6 +2,7 @@
 the faults that used to lose results. Real files, real checkpoints, the command line run in this process."""
 
 import ast
+import os
 import re
 from pathlib import Path
 
@@ -254,10 +255,18 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line(job):
 
 
 def test_wandb_offline_one_job_is_one_run(job, monkeypatch):
+    import wandb
+
     monkeypatch.setenv("WANDB_MODE", "offline")
-    wandb = ["--config", "configs/wandb.yaml", "--images.every_n_steps", "0"]
-    assert job(*wandb, "--trainer.max_steps", "2")[0] == 0
-    assert job(*wandb, "--ckpt_path", "last")[0] == 0
+    options = ["--config", "configs/wandb.yaml", "--images.every_n_steps", "0"]
+    try:
+        assert job(*options, "--trainer.max_steps", "2")[0] == 0
+        assert job(*options, "--ckpt_path", "last")[0] == 0
+    finally:
+        # W&B's service, started in this process, is named in its environment: the console scripts that later
+        # tests start would log through it and return before it has written their runs.
+        wandb.teardown()
+    assert "WANDB_SERVICE" not in os.environ
     # offline-run-<time>-<id>: two folders, or one when both runs start within a second; one id, one W&B run
     ids = {run.name.rsplit("-", 1)[1] for run in (job.out / "wandb").glob("offline-run-*")}
     assert ids == {(job.out / "wandb" / "run-id").read_text()}
