@@ -136,4 +136,8 @@ class Record:
         replace_atomically(path, lambda file: image.save(file, format="PNG", pnginfo=info))
         if not partial:
             self.partial_path(name).unlink(missing_ok=True)
+            try:
+                self.partial_path(name).parent.rmdir()  # the last partial image gone: no empty folder left
+            except OSError:
+                pass  # not there, or other partial images in it
         return path
