@@ -2,6 +2,7 @@
 finishes, with its provenance) and ``StepProgressBar`` counts steps and pairs. ``ImageLogger`` (dashboards) is in
 :mod:`lightning_style.image_logger`, ``StepCheckpoint`` in :mod:`lightning_style.checkpoints`."""
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -101,6 +102,15 @@ class ImageWriter(pl.Callback):
         return [self.record.write(name, to_pil(image), {**self.expected[name], "steps": steps}, partial=partial)
                 for name, image in pairs]
 
+    def _write_partial(self, pairs, steps: int) -> None:
+        """Partial images are a courtesy: one that cannot be written is a warning, and the run (its checkpoint,
+        its stop) goes on."""
+        try:
+            self.write(pairs, steps, partial=True)
+        except OSError as error:
+            warnings.warn(f"--output.dir {self.dir}: could not write the partial images ({error.strerror or error})",
+                          stacklevel=1)
+
     def _write_or_stop(self, trainer: pl.Trainer, pairs, steps: int) -> None:
         failed = False
         for name, image in pairs:
@@ -113,9 +123,14 @@ class ImageWriter(pl.Callback):
                                           "and run the same command: the pairs not written are redone")
                 failed = True
                 break
-        # Every process finishes its batch at the same step: they agree to stop together, after this checkpoint.
+        # Every process finishes its batch at the same step: they agree to stop together, after this checkpoint,
+        # and each ends with an error.
         if trainer.strategy.reduce_boolean_decision(failed, all=False):
             trainer.should_stop = True
+            self._failed = self._failed or WriteError(
+                f"--output.dir {self.dir}: another process could not write its results (its own line names the "
+                "file); free the space (or make the folder writable) and run the same command: the pairs not "
+                "written are redone")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start_step, self._failed, self.written = trainer.global_step, None, 0
@@ -126,12 +141,12 @@ class ImageWriter(pl.Callback):
             self._write_or_stop(trainer, pl_module.finished, self._steps_done)
         elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
             pl_module.check_finite()  # never a NaN image on disk
-            self.write(pl_module.results(), self._steps_done, partial=True)
+            self._write_partial(pl_module.results(), self._steps_done)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if pl_module.names and not pl_module.batch_done and trainer.global_step > self._start_step:
             pl_module.check_finite()
-            self.write(pl_module.results(), self._steps_done, partial=True)  # a run stopped mid-batch
+            self._write_partial(pl_module.results(), self._steps_done)  # a run stopped mid-batch
         written = torch.tensor(float(self.written), device=pl_module.device)
         self.written = int(trainer.strategy.reduce(written, reduce_op="sum").item())
 
@@ -152,11 +167,11 @@ class ImageWriter(pl.Callback):
             except NonFiniteError as error:
                 step = error.images_step
         if self._start_step is not None and step is not None and step > self._start_step:
-            self.write(pl_module.results(), self._steps_done - (trainer.global_step - step), partial=True)
+            self._write_partial(pl_module.results(), self._steps_done - (trainer.global_step - step))
 
     def summary(self) -> tuple[int, int]:
         """``(pairs done, pairs in all)`` of the job, read from the output folder."""
-        return self.record.count(self.expected), len(self.expected)
+        return len(self.record.survey(self.expected)[0]), len(self.expected)
 
 
 class StepProgressBar(TQDMProgressBar):

@@ -29,8 +29,10 @@ def is_remote(path: str | Path) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
-def read_checkpoint(path: str | Path, option: str = "--ckpt_path", map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint of this package with ``weights_only=True`` from a local file.
+def read_checkpoint(path: str | Path, option: str = "--ckpt_path", map_location: Any = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint of this package with ``weights_only=True`` from a local file (``mmap``: map its tensors
+    instead of reading them, for a look at its fields).
 
     Raises:
         StyleTransferError: naming ``option`` and ``path`` when it is remote, missing, a folder, or not a
@@ -44,7 +46,7 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path", map_location:
         what = "it is a folder" if path.is_dir() else "no such file"
         raise StyleTransferError(f"{option} {path}: {what}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StyleTransferError(f"{option} {path}: not a readable checkpoint ({reason})") from None
@@ -55,9 +57,13 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path", map_location:
             raise StyleTransferError(f"{option} {path}: malformed checkpoint field {key} (not a {kind.__name__})")
     if checkpoint["global_step"] < 0:
         raise StyleTransferError(f"{option} {path}: malformed checkpoint field global_step (below 0)")
-    for state in checkpoint.get("callbacks", {}).values():
-        if isinstance(state, dict) and "dirpath" in state:  # a ModelCheckpoint's: its paths are never used
-            state.update(dict.fromkeys(PATHS, ""), best_k_models={})
+    if not isinstance(checkpoint.get("loops").get("fit_loop"), dict):
+        raise StyleTransferError(f"{option} {path}: malformed checkpoint field loops.fit_loop (not a dict)")
+    if not isinstance(checkpoint.setdefault("callbacks", {}), dict):
+        raise StyleTransferError(f"{option} {path}: malformed checkpoint field callbacks (not a dict)")
+    for state in checkpoint["callbacks"].values():
+        if isinstance(state, dict) and {*PATHS, "best_k_models"} & state.keys():  # a ModelCheckpoint's
+            state.update(dict.fromkeys(PATHS, ""), best_k_models={})  # paths it would delete: never used
     return checkpoint
 
 

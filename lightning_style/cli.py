@@ -54,6 +54,7 @@ UNUSED_TRAINER_OPTIONS = {
     "limit_predict_batches", "overfit_batches", "val_check_interval", "check_val_every_n_epoch",
     "num_sanity_val_steps", "accumulate_grad_batches", "inference_mode", "use_distributed_sampler",
     "reload_dataloaders_every_n_epochs", "sync_batchnorm", "model_registry",
+    "gradient_clip_val", "gradient_clip_algorithm",  # a norm over a batch would tie its pairs together
 }
 
 
@@ -154,7 +155,7 @@ class StyleTransferCLI(LightningCLI):
                 rank_zero_info(f"--ckpt_path last: no checkpoint in {last.parent} yet, starting from the beginning")
                 config["ckpt_path"] = None
         if config and config.get("ckpt_path"):
-            read_checkpoint(config["ckpt_path"])
+            read_checkpoint(config["ckpt_path"], mmap=True)  # a look at its fields; the fit reads it again
 
     def before_fit(self) -> None:
         # Every check before anything is written or decoded: settings, memory, folders, then the pixels.
@@ -200,8 +201,11 @@ class StyleTransferCLI(LightningCLI):
             last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
             if done < total:
                 resume = " --ckpt_path last" if last and last.exists() else ""
-                args = _without_option(_without_option(self._args, "--ckpt_path"), "--trainer.max_steps")
-                lines.append(f"to go on: lightning-style {shlex.join(args)}{resume}")
+                args = self._args
+                for option in ("--ckpt_path", "--trainer.max_steps", "--output.overwrite"):  # they would not go on
+                    args = _without_option(args, option)
+                keep = " --output.overwrite false" if writer.overwrite else ""  # also when a config file says true
+                lines.append(f"to go on: lightning-style {shlex.join(args)}{keep}{resume}")
             print("\n".join(lines), flush=True)
         if signum:
             sys.exit(128 + signum)

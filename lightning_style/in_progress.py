@@ -5,6 +5,7 @@ file names), its tensors' shapes and sizes are checked against that batch before
 class or callable is taken from it.
 """
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,16 @@ from .errors import StyleTransferError
 def qualified_name(obj: Any) -> str:
     """``torch.optim.adam.Adam`` for an Adam optimiser."""
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def optimizer_identity(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimiser's class and the arguments it was given that differ from its class's defaults: what makes its
+    steps what they are, and stays the same when a torch release adds an argument with a default."""
+    signature = inspect.signature(type(optimizer).__init__).parameters.values()
+    defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
+    given = {key: value for key, value in optimizer.defaults.items()
+             if key not in defaults or str(defaults[key]) != str(value)}
+    return {"class": qualified_name(optimizer), **given}
 
 
 def pack(names: tuple[str, ...], step: int, images: Tensor, optimizer: torch.optim.Optimizer | None,
@@ -43,7 +54,12 @@ def unpack(entry: Any, where: str, names: tuple[str, ...], step: int, shape: tor
     def bad(field: str, problem: str) -> StyleTransferError:
         return StyleTransferError(f"{where}: malformed checkpoint field in_progress.{field} ({problem})")
 
-    if not isinstance(entry, dict) or entry.get("names") != list(names) or entry.get("step") != step:
+    saved = entry.get("names") if isinstance(entry, dict) else None
+    if isinstance(saved, list) and set(names) < set(saved) and entry.get("step") == step:
+        raise StyleTransferError(f"{where}: {', '.join(sorted(set(saved) - set(names)))} of the batch in progress could "
+                                 "not be decoded now (see the warning above): mend the file, or run the same command "
+                                 "without --ckpt_path (the batch starts again)")
+    if saved != list(names) or entry.get("step") != step:
         raise bad("names", f"not the batch in progress that the checkpoint's plan gives ({', '.join(names)}, step {step})")
     images = entry.get("images")
     if not isinstance(images, Tensor) or images.dtype != torch.float32 or images.shape != shape:
@@ -64,27 +80,38 @@ def unpack(entry: Any, where: str, names: tuple[str, ...], step: int, shape: tor
     state = entry.get("optimizer")
     if not isinstance(state, dict):
         raise bad("optimizer", "not an optimiser state")
-    budget = images.numel() * (2 * optimizer.defaults.get("history_size", 0) + 4) + 1000
-    if sum(tensor.numel() for tensor in _tensors(state)) > budget:  # counted before anything is copied
+    # A legitimate state holds scalars and tensors of the images' size: one per moment (Adam), a few per history
+    # entry (L-BFGS), as the images' shape or flat. Checked before anything is copied.
+    sizes = [tensor.numel() for tensor in _tensors(state)]
+    budget = images.numel() * (2 * optimizer.defaults.get("history_size", 0) + 4)
+    if any(tensor.numel() != 1 and tensor.shape not in (images.shape, (images.numel(),)) for tensor in _tensors(state)):
+        raise bad("optimizer", f"a tensor of another shape than the batch's images {tuple(images.shape)}")
+    if sum(sizes) > budget + 1000:
         raise bad("optimizer", "larger than this batch's images allow")
     return images.clone(memory_format=torch.contiguous_format), _cloned(state), plateau
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, where: str) -> None:
-    """``optimizer.load_state_dict(state)``, with one line for a state that does not fit the optimiser."""
+    """``optimizer.load_state_dict(state)``, with one line for a state that does not fit the optimiser. Its
+    arguments (learning rate...) stay this run's: torch would take the checkpoint's."""
+    arguments = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
     try:
         optimizer.load_state_dict(state)
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as error:
         problem = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StyleTransferError(f"{where}: malformed checkpoint field in_progress.optimizer ({problem})") from None
+    for group, given in zip(optimizer.param_groups, arguments, strict=True):
+        group.update(given)
 
 
 def check_plan_state(state: dict, where: str) -> tuple[list[list[str]], int]:
     """The batches in progress (each process's pair names) and the steps they had, from the data module's part of
     a checkpoint; one line for a malformed field."""
     def bad(field: str, problem: str) -> StyleTransferError:
-        return StyleTransferError(f"{where}: malformed checkpoint field PairDataModule.{field} ({problem})")
+        return StyleTransferError(f"{where}: malformed checkpoint field PairDataModule{field and '.'}{field} ({problem})")
 
+    if not isinstance(state, dict):
+        raise bad("", "not a dict")
     for field in ("world", "steps", "within"):
         if not isinstance(state.get(field), int) or isinstance(state[field], bool):
             raise bad(field, f"not a whole number: {str(state.get(field))[:40]!r}")

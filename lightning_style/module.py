@@ -21,7 +21,7 @@ from .errors import StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
 from .guard import FiniteGuard
 from .images import load_image
-from .in_progress import load_optimizer_state, pack, qualified_name, unpack
+from .in_progress import load_optimizer_state, optimizer_identity, pack, unpack
 from .objective import StyleObjective
 from .options import check_options, check_trainer, layer_weights
 from .pairs import PairBatch
@@ -161,8 +161,7 @@ class StyleTransfer(LightningModule):
         for key in ("weights", "init"):
             if settings[key] not in (None, "DEFAULT", "content", "style", "noise") and Path(settings[key]).is_file():
                 settings[key] = fingerprint(settings[key])
-        optimizer = self._new_optimizer([nn.Parameter(torch.zeros(1))])
-        settings["optimizer"] = {"class": qualified_name(optimizer), **optimizer.defaults}
+        settings["optimizer"] = optimizer_identity(self._new_optimizer([nn.Parameter(torch.zeros(1))]))
         settings["precision"] = str(self.trainer.precision)
         if self.hparams.init == "noise" or self.hparams.style_loss == "sliced":
             settings["seed"] = torch.initial_seed()  # it draws the noise and the directions

@@ -48,11 +48,15 @@ def layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dict
 
 
 def check_trainer(trainer) -> None:
-    """Refuse a precision that would store the images themselves in 16 bits, and DDP that would mix the processes'
-    images (it averages gradients and needs every process to hold parameters of the same shapes)."""
+    """Refuse a precision that would store the images themselves in 16 bits, gradient clipping (over a batch: it
+    would couple the pairs), and DDP that would mix the processes' images (it averages gradients and needs every
+    process to hold parameters of the same shapes)."""
     precision = str(trainer.precision)
     if precision in ("16-true", "bf16-true"):
         raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
+    if trainer.gradient_clip_val:
+        raise StyleTransferError(f"--trainer.gradient_clip_val {trainer.gradient_clip_val}: clipping the gradient "
+                                 "of a batch would tie its pairs together, and no result would record it; leave it unset")
     if isinstance(trainer.strategy, DDPStrategy) and not isinstance(trainer.strategy, IndependentDDPStrategy):
         raise StyleTransferError("strategy='ddp' would average the images' gradients over the processes; use "
                                  "strategy=lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")

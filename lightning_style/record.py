@@ -22,6 +22,7 @@ from .files import replace_atomically
 KEY = "lightning-style"  # the PNG text chunk
 SAMPLE = 64 * 1024  # bytes read at each end of a file for its fingerprint
 PARTIAL = "partial"
+MISSING = object()
 
 
 def fingerprint(path: str | Path) -> str:
@@ -61,14 +62,14 @@ def difference(old: Mapping, new: Mapping) -> str:
         a, b = a.get(key), b.get(key)
         if isinstance(a, Mapping) and isinstance(b, Mapping):  # the optimiser: its class, else an argument
             inner = _first_difference(a, b)
-            key, a, b = f"{key}.{inner}", a.get(inner), b.get(inner)
+            key, a, b = f"{key}.{inner}", a.get(inner, "(default)"), b.get(inner, "(default)")
         return f"{key} {json.dumps(a)} -> {json.dumps(b)}"
     return "nothing"
 
 
 def _first_difference(a: Mapping, b: Mapping) -> str:
     keys = sorted(set(a) | set(b), key=lambda key: (key != "class", key))
-    return next(key for key in keys if a.get(key) != b.get(key))
+    return next(key for key in keys if a.get(key, MISSING) != b.get(key, MISSING))
 
 
 class Record:
@@ -121,10 +122,6 @@ class Record:
                 redo[name] = difference(found, want) if found.get("complete") else "it is unfinished"
         return done, redo
 
-    def count(self, expected: Mapping[str, Mapping]) -> int:
-        """How many of the pairs are done."""
-        return len(self.survey(expected)[0])
-
     def write(self, name: str, image: Image.Image, provenance: Mapping, *, partial: bool = False) -> Path:
         """Write pair ``name``'s image atomically, as an sRGB PNG carrying ``provenance``. A result (``partial``
         false) removes the pair's partial image."""
@@ -134,10 +131,10 @@ class Record:
         info.add(b"sRGB", b"\x00")  # the pixels are sRGB (inputs with a colour profile are converted when read)
         info.add_itxt(KEY, json.dumps({**provenance, "complete": not partial}, sort_keys=True))
         replace_atomically(path, lambda file: image.save(file, format="PNG", pnginfo=info))
-        if not partial:
-            self.partial_path(name).unlink(missing_ok=True)
-            try:
-                self.partial_path(name).parent.rmdir()  # the last partial image gone: no empty folder left
-            except OSError:
-                pass  # not there, or other partial images in it
+        if not partial:  # its partial image goes, and the folder with the last one
+            for remove in (self.partial_path(name).unlink, self.partial_path(name).parent.rmdir):
+                try:
+                    remove()
+                except OSError:
+                    pass  # not there, other partial images in the folder, or no folder
         return path

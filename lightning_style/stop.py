@@ -34,6 +34,10 @@ class GracefulStop(pl.Callback):
         self.signal, self._received, self._loud = None, None, trainer.is_global_zero
         if threading.current_thread() is threading.main_thread():  # Python runs handlers there only
             self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+            if trainer.received_sigterm:  # caught by Lightning's handler, just before this one took over
+                self._received = signal.SIGTERM
+                # Lightning would end the run with a SystemExit of status 0 after this step: this callback decides.
+                trainer._signal_connector.received_sigterm = False
 
     def _handle(self, signum: int, frame) -> None:
         if self._received is not None and signum == signal.SIGINT:

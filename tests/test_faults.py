@@ -35,6 +35,13 @@ def test_mixed_precision_is_finite_and_close_to_full_precision(tmp_path, hed_wei
         assert (low_image - image).abs().mean() < 0.03  # measured: 0.013
 
 
+def test_gradient_clipping_is_refused(tmp_path, images):
+    from lightning_style import StyleTransferError
+
+    with pytest.raises(StyleTransferError, match=r"Trainer\(gradient_clip_val=0.5\): clipping the gradient of a batch would tie its pairs"):
+        fit(tmp_path, images["content"], images["style"], trainer_kwargs={"gradient_clip_val": 0.5})
+
+
 def test_half_precision_images_are_refused(tmp_path, images):
     from lightning_style import StyleTransferError
 

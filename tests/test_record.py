@@ -110,6 +110,24 @@ def test_a_photo_replaced_while_its_batch_was_in_progress_starts_again(job):
         assert image.size == (48, 64) and '"steps": 5' in image.info["lightning-style"]
 
 
+def test_partial_images_that_cannot_be_written_are_a_warning(job):
+    job.out.mkdir()
+    (job.out / "partial").write_text("a file where the partial images go")
+    with pytest.warns(UserWarning, match=r"could not write the partial images"):
+        code, out = job("--trainer.max_steps", "7")
+    assert code == 0 and "the job: 1 of 3 done" in out
+    assert read_checkpoint(last(job))["global_step"] == 7  # the stop's checkpoint is there all the same
+
+
+def test_a_stopped_overwrite_goes_on_without_redoing(job):
+    assert job()[0] == 0
+    code, out = job("--output.overwrite", "true", "--trainer.max_steps", "7")
+    assert code == 0 and "the job: 3 of 3 done" in out  # the older results count until they are replaced
+    code, out = job("--model.style_weight", "50", "--output.overwrite", "true", "--trainer.max_steps", "7")
+    (command,) = [line for line in out.splitlines() if line.startswith("to go on:")]
+    assert command.endswith("--model.style_weight 50 --output.overwrite false --ckpt_path last"), command
+
+
 def test_checkpoints_at_every_batch_end_and_once_at_the_end(job, monkeypatch):
     from lightning_style.checkpoints import SafeCheckpointIO
 
@@ -183,24 +201,52 @@ def test_names_in_a_checkpoint_never_become_file_names(job, tmp_path, name):
     assert sorted(path.name for path in job.out.glob("*.png")) == ["p0__swirls.png", "p1__swirls.png", "p2__swirls.png"]
 
 
-def test_a_checkpoint_cannot_delete_a_file(job, tmp_path):
-    victim = tmp_path / "precious.txt"
-    victim.write_text("keep me")
+@pytest.mark.parametrize("without_dirpath", [False, True], ids=["as-saved", "dirpath-removed"])
+def test_a_checkpoint_cannot_delete_a_file_or_a_folder(job, tmp_path, without_dirpath):
+    # Lightning's ModelCheckpoint removes its previous last_model_path when it is under its folder, as the path
+    # reads: <dirpath>/../../x passes. With no dirpath in the state it takes the path as it is.
+    victim = tmp_path / "precious"
+    (victim / "inside").mkdir(parents=True)
+    (victim / "inside" / "file.txt").write_text("keep me")
 
     def names_the_victim(checkpoint):
         for state in checkpoint["callbacks"].values():
             if "dirpath" in state:
-                state["last_model_path"] = f"{state['dirpath']}/../../precious.txt"
+                state["last_model_path"] = f"{state['dirpath']}/../../precious"
+                if without_dirpath:
+                    del state["dirpath"]
 
     crafted(job, names_the_victim)
     assert job("--ckpt_path", "last")[0] == 0
-    assert victim.read_text() == "keep me"
+    assert (victim / "inside" / "file.txt").read_text() == "keep me"
+
+
+def test_a_checkpoint_does_not_set_the_optimiser_arguments(job, monkeypatch):
+    def other_arguments(checkpoint):
+        checkpoint["in_progress"][0]["optimizer"]["param_groups"][0].update(lr="abc", betas=[2.0, 2.0])
+
+    crafted(job, other_arguments)
+    seen = []
+    from lightning_style.in_progress import load_optimizer_state
+
+    def spy(optimizer, state, where):
+        load_optimizer_state(optimizer, state, where)
+        seen.append(dict(optimizer.param_groups[0]))
+
+    monkeypatch.setattr("lightning_style.module.load_optimizer_state", spy)
+    code, out = job("--ckpt_path", "last")
+    assert code == 0 and "the job: 3 of 3 done" in out
+    assert seen[0]["lr"] == 0.02 and tuple(seen[0]["betas"]) == (0.9, 0.999)  # this run's, not the checkpoint's
 
 
 @pytest.mark.parametrize("case, field, problem", [
     ("huge", "in_progress.images", "torch.float32 (1, 3, 6000, 6000), where this batch's images are float32 (1, 3, 48, 64)"),
     ("nan", "in_progress.images", "NaN or infinite values"),
-    ("optimizer", "in_progress.optimizer", "larger than this batch's images allow"),
+    ("optimizer", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
+    ("moment", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
+    ("data", "PairDataModule", "not a dict"),
+    ("callbacks", "callbacks", "not a dict"),
+    ("loops", "loops.fit_loop", "not a dict"),
     ("within", "PairDataModule.within", "9 is not between 0 and steps"),
     ("world", "PairDataModule.world", "below 1"),
     ("batches", "PairDataModule.batches", "not a list of lists of pair names"),
@@ -215,6 +261,14 @@ def test_malformed_checkpoints_give_one_line_and_allocate_nothing_large(job, cas
             entry["images"][0, 0, 0, 0] = float("nan")
         elif case == "optimizer":
             entry["optimizer"]["state"][0]["exp_avg"] = torch.zeros(1).expand(10**5, 10**5)
+        elif case == "moment":
+            entry["optimizer"]["state"][0]["exp_avg"] = torch.zeros(7)
+        elif case == "data":
+            checkpoint["PairDataModule"] = [1, 2]
+        elif case == "callbacks":
+            checkpoint["callbacks"] = [1]
+        elif case == "loops":
+            checkpoint["loops"] = {}
         elif case == "within":
             data["within"] = 9
         elif case == "world":
