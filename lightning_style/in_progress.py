@@ -76,17 +76,15 @@ def unpack(entry: Any, where: str, names: tuple[str, ...], step: int, shape: tor
         rank_zero_warn(f"{where}: the batch in progress was optimised with {entry.get('optimizer_class')}, this run "
                        f"uses {qualified_name(optimizer)}: its optimiser state starts afresh")
         return images.clone(memory_format=torch.contiguous_format), None, plateau
-    # A legitimate state holds a few image-sized tensors per history entry (L-BFGS) and scalars.
     state = entry.get("optimizer")
     if not isinstance(state, dict):
         raise bad("optimizer", "not an optimiser state")
     # A legitimate state holds scalars and tensors of the images' size: one per moment (Adam), a few per history
     # entry (L-BFGS), as the images' shape or flat. Checked before anything is copied.
-    sizes = [tensor.numel() for tensor in _tensors(state)]
-    budget = images.numel() * (2 * optimizer.defaults.get("history_size", 0) + 4)
-    if any(tensor.numel() != 1 and tensor.shape not in (images.shape, (images.numel(),)) for tensor in _tensors(state)):
+    tensors = list(_tensors(state))
+    if any(tensor.numel() != 1 and tensor.shape not in (images.shape, (images.numel(),)) for tensor in tensors):
         raise bad("optimizer", f"a tensor of another shape than the batch's images {tuple(images.shape)}")
-    if sum(sizes) > budget + 1000:
+    if sum(tensor.numel() for tensor in tensors) > images.numel() * (2 * optimizer.defaults.get("history_size", 0) + 4) + 1000:
         raise bad("optimizer", "larger than this batch's images allow")
     return images.clone(memory_format=torch.contiguous_format), _cloned(state), plateau
 
