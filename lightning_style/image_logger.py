@@ -20,7 +20,9 @@ class ImageLogger(pl.Callback):
     with ``quality/ssim`` and ``quality/psnr`` (torchmetrics' SSIM and PSNR of the results against the contents,
     means over the batch) for every logger. When batches finish, their pairs (from every process: small
     thumbnails, gathered then) become rows of the W&B table ``pairs``: content, style, result, final losses, SSIM,
-    PSNR, logged incrementally; other loggers get ``quality/final_ssim`` and ``quality/final_psnr``.
+    PSNR, logged incrementally, and their results a captioned list of pictures under ``images/finished`` (media
+    files of the run, so that offline runs hold them too); other loggers get ``quality/final_ssim`` and
+    ``quality/final_psnr``.
 
     Args:
         every_n_steps: interval for the batch in progress in optimisation steps; 0 logs only finished pairs.
@@ -87,6 +89,8 @@ class ImageLogger(pl.Callback):
                 for row in rows:
                     self._table.add_data(*row[:1], *(wandb.Image(picture) for picture in row[1:4]), *row[4:])
                 logger.experiment.log({"pairs": self._table, "trainer/global_step": step})
+                # As media too: W&B's offline runs store a table's pictures as the word "Image" (wandb#4611).
+                logger.log_image("images/finished", [row[3] for row in rows], step=step, caption=[row[0] for row in rows])
             ssim, psnr = (sum(row[k] for row in rows) / len(rows) for k in (7, 8))
             logger.log_metrics({"quality/final_ssim": ssim, "quality/final_psnr": psnr}, step=step)
 

@@ -38,6 +38,12 @@ def test_offline_wandb_run_without_credentials(tmp_path, devices):
     for path in images:
         pixels = np.asarray(Image.open(path))
         assert pixels.shape[2] == 3 and pixels.std() > 20 and 20 < pixels.mean() < 235  # neither blank nor black
+    # Finished pairs' results as pictures, files of the run (offline tables hold the word "Image"): one per pair.
+    finished = sorted((run / "files" / "media" / "images" / "images").glob("finished_*.png"))
+    assert len(finished) == len(PAIRS)
+    for path in finished:
+        pixels = np.asarray(Image.open(path))
+        assert pixels.std() > 20 and 20 < pixels.mean() < 235
     # Finished pairs, from every process, as rows of one table logged incrementally.
     rows = [row for path in (run / "files" / "media" / "table").glob("pairs_*.table.json")
             for row in json.loads(path.read_text())["data"]]
