@@ -22,33 +22,23 @@ measured on random features, and the report says so).
 import argparse
 import json
 import logging
-import math
 import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
+from gpu_timing import PRECISIONS, ROOT, PlainLoop, lightning_seconds_per_step, seconds_per_step, sync
 from torch.utils.flop_counter import FlopCounterMode
 
-from lightning_style import PairDataModule, StyleObjective, StyleTransfer
-
-ROOT = Path(__file__).resolve().parents[1]
-CONTENT, STYLE = str(ROOT / "examples/content/chelsea.png"), str(ROOT / "examples/style/swirls.png")
 GPU_TESTS = ROOT / "tests" / "test_gpu.py"  # the GPU lane
-# name -> (Trainer precision, torch.set_float32_matmul_precision)
-PRECISIONS = {"32-true": ("32-true", "highest"), "tf32": ("32-true", "high"), "bf16-mixed": ("bf16-mixed", "high")}
 # Dense peak FLOP/s by GPU name and precision (vendor data sheets; no sparsity).
 PEAKS = {"H200": {"32-true": 67e12, "tf32": 494e12, "bf16-mixed": 989e12},
          "H100": {"32-true": 67e12, "tf32": 494e12, "bf16-mixed": 989e12},
          "A100": {"32-true": 19.5e12, "tf32": 156e12, "bf16-mixed": 312e12}}
-LBFGS = {"lr": 1.0, "max_iter": 1, "history_size": 20, "tolerance_grad": 0.0, "tolerance_change": 0.0}
 
 
 class Sizes:
@@ -64,94 +54,11 @@ class Sizes:
         self.warmup = 1 if smoke else 20
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def batch_of(pairs: int, size: int, device: torch.device):
-    """``pairs`` copies of the example pair at ``size`` px: contents ``(B, 3, H, W)`` and styles."""
-    one = PairDataModule(CONTENT, STYLE, image_size=size).decode([0])
-    return one.contents.repeat(pairs, 1, 1, 1).to(device), [tuple(s.to(device) for s in one.styles[0])] * pairs
-
-
-class PlainLoop:
-    """The module's math without Lightning: the same ``VGGFeatures`` and ``StyleObjective``, Adam (or L-BFGS), and
-    the clamp, on ``device``; ``step()`` takes one optimisation step."""
-
-    def __init__(self, args, device, precision: str, pairs: int, size: int, checkpointing=False, optimizer="adam"):
-        model = StyleTransfer(backbone=args.backbone, weights=args.weights, checkpointing=checkpointing)
-        self.features = model.features.to(device)
-        contents, styles = batch_of(pairs, size, device)
-        self.objective = StyleObjective(self.features, contents, styles, [(1.0,)] * pairs, None,
-                                        content_layers=model.content_layers, style_layers=model.style_layers)
-        self.images = torch.nn.Parameter(contents.clone())
-        self.optimizer = (torch.optim.Adam([self.images], lr=0.02) if optimizer == "adam"
-                          else torch.optim.LBFGS([self.images], **LBFGS))
-        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if PRECISIONS[precision][0] == "bf16-mixed"
-                         else nullcontext())
-        self.loss = torch.zeros((), device=device)
-
-    def closure(self) -> torch.Tensor:
-        self.optimizer.zero_grad()
-        with self.autocast:
-            loss = self.objective(self.images, 1)["loss"].sum()
-        loss.backward()
-        self.loss = loss.detach()
-        return loss
-
-    def step(self) -> None:
-        self.optimizer.step(self.closure)
-        with torch.no_grad():
-            self.images.clamp_(0, 1)
-
-
-def seconds_per_step(step, steps: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return (time.perf_counter() - start) / steps
-
-
-class StepClock(pl.Callback):
-    """Wall time of the steps after ``warmup``, the device synchronised at both ends."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.seconds, self.steps = warmup, None, math.nan, 0
-
-    def on_train_batch_end(self, trainer, pl_module, *_) -> None:
-        if trainer.global_step == self.warmup:
-            sync(pl_module.device)
-            self.start = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        sync(pl_module.device)
-        self.steps = trainer.global_step - self.warmup
-        self.seconds = (time.perf_counter() - self.start) / self.steps
-
-
-def lightning_seconds_per_step(args, device, precision: str, size: int, steps: int, warmup: int) -> float:
-    pl.seed_everything(0, verbose=False)
-    model = StyleTransfer(backbone=args.backbone, weights=args.weights, steps=steps + warmup)
-    data = PairDataModule(CONTENT, STYLE, image_size=size, steps=steps + warmup)
-    clock = StepClock(warmup)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = pl.Trainer(accelerator=device.type, devices=1, precision=PRECISIONS[precision][0], max_epochs=-1,
-                             logger=False, enable_checkpointing=False, enable_progress_bar=False, benchmark=True,
-                             default_root_dir=out, callbacks=[clock])
-        trainer.fit(model, datamodule=data)
-    return clock.seconds
-
-
 def run_gpu_tests() -> dict:
     # Only the GPU lane's file: collecting the whole suite would cost 10 s of imports (a test checks that every
     # test marked gpu lives there).
-    result = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(GPU_TESTS)],
-                            capture_output=True, text=True, cwd=ROOT)
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(GPU_TESTS)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     summary = (result.stdout.strip().splitlines() or [""])[-1]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}
     return {"exit": result.returncode, "summary": summary, **counts}
@@ -235,8 +142,9 @@ def largest(args, device, sizes: Sizes, precision: str) -> dict:
                 empty_cache(device)
         else:
             failure = None
-        out["checkpointing" if checkpointing else "plain"] = {"largest_side_that_fits": fits, "gb_per_megapixel": per_megapixel,
-                                                             "largest_side_tried": sizes.sides[-1], "stopped_by": failure}
+        out["checkpointing" if checkpointing else "plain"] = {
+            "largest_side_that_fits": fits, "gb_per_megapixel": per_megapixel,
+            "largest_side_tried": sizes.sides[-1], "stopped_by": failure}
         print(f"  checkpointing {checkpointing}: {fits} px fits, {per_megapixel} GB/Mpx", flush=True)
     return out
 
@@ -267,12 +175,14 @@ def gpu_name(device: torch.device) -> str:
 
 
 def markdown(report: dict) -> str:
+    weights = "random weights" if not report["weights"] else "weights " + Path(report["weights"]).name
+    smoke = " — SMOKE RUN, toy sizes, not figures" if report["smoke"] else ""
     lines = [f"Measured with `python benchmarks/gpu_report.py` on {report['device']} (torch {report['torch']}, "
-             f"{report['backbone']}, {'random weights' if not report['weights'] else 'weights ' + Path(report['weights']).name}, "
-             f"the example pair at {report['image']} px){' — SMOKE RUN, toy sizes, not figures' if report['smoke'] else ''}.",
+             f"{report['backbone']}, {weights}, the example pair at {report['image']} px){smoke}.",
              "", f"GPU tests: {report['tests']['summary']}", "",
              "| precision | plain loop, ms/step | Lightning, ms/step | Lightning / plain |", "|---|---|---|---|"]
-    lines += [f"| {r['precision']} | {r['plain_ms']:.2f} | {r['lightning_ms']:.2f} | {r['ratio']:.2f} |" for r in report["precisions"]]
+    lines += [f"| {r['precision']} | {r['plain_ms']:.2f} | {r['lightning_ms']:.2f} | {r['ratio']:.2f} |"
+              for r in report["precisions"]]
     lines += ["", f"Batches ({report['fastest']}):", "",
               "| pairs per batch | pair-steps/s | ms/step | TFLOP/s | of peak |", "|---|---|---|---|---|"]
     for r in report["sweep"]:
@@ -280,7 +190,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {r['pairs']} | failed: {r['failed']} | | | |")
         else:
             peak = f"{r['of_peak']:.0%}" if r["of_peak"] else "unknown peak"
-            lines.append(f"| {r['pairs']} | {r['pair_steps_per_s']:.1f} | {r['ms_per_step']:.2f} | {r['tflop_per_s']:.1f} | {peak} |")
+            lines.append(f"| {r['pairs']} | {r['pair_steps_per_s']:.1f} | {r['ms_per_step']:.2f} | "
+                         f"{r['tflop_per_s']:.1f} | {peak} |")
     lines += ["", "| activation checkpointing | largest side that fits (px, 3:2) | GB per megapixel |", "|---|---|---|"]
     for key, r in report["largest"].items():
         gb = f"{r['gb_per_megapixel']:.2f}" if r["gb_per_megapixel"] is not None else "not measured (no GPU)"
@@ -310,12 +221,13 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     sizes = Sizes(args.smoke)
     started = time.perf_counter()
-    report = {"device": gpu_name(device), "torch": torch.__version__, "backbone": args.backbone, "weights": args.weights,
-              "image": sizes.image, "smoke": args.smoke}
+    report = {"device": gpu_name(device), "torch": torch.__version__, "backbone": args.backbone,
+              "weights": args.weights, "image": sizes.image, "smoke": args.smoke}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sections = [
-        ("tests", "1. tests marked gpu", lambda: {"summary": "not run (--skip-tests)"} if args.skip_tests else run_gpu_tests()),
+        ("tests", "1. tests marked gpu",
+         lambda: {"summary": "not run (--skip-tests)"} if args.skip_tests else run_gpu_tests()),
         ("precisions", "2. precisions", lambda: precisions(args, device, sizes)),
         ("sweep", "3. batches", lambda: sweep(args, device, sizes, fastest(report))),
         ("largest", "4. largest image", lambda: largest(args, device, sizes, fastest(report))),

@@ -31,7 +31,7 @@ def child(args) -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    model = StyleTransfer(backbone=args.backbone, weights=None, checkpointing=args.checkpointing, steps=args.steps)
+    model = StyleTransfer(backbone=args.backbone, weights=None, checkpointing=args.checkpointing)
     data = PairDataModule(CONTENT, STYLE, image_size=args.child, steps=args.steps)
     cuda = torch.cuda.is_available()
     times = []
@@ -80,14 +80,15 @@ def main() -> None:
         if "error" in row:
             print(f"{size:>10}  failed: {row['error']}")
         else:
-            print(f"{size:>10}{row['megapixels']:>12.3f}{row['peak_gb']:>10.2f}{row['s_per_step']:>9.2f}  {row['device']}")
+            print(f"{size:>10}{row['megapixels']:>12.3f}{row['peak_gb']:>10.2f}{row['s_per_step']:>9.2f}  "
+                  f"{row['device']}")
     good = [row for _, row in rows if "error" not in row]
     if len(good) < 2:
         return
     # Least-squares line peak = base + slope * megapixels.
     xs, ys = [row["megapixels"] for row in good], [row["peak_gb"] for row in good]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     base = my - slope * mx
     largest_mp = (args.budget_gb - base) / slope
     long_side = int((largest_mp * 1e6) ** 0.5)
@@ -95,7 +96,8 @@ def main() -> None:
     print(f"largest image in {args.budget_gb:g} GB: {largest_mp:.1f} megapixels, {long_side} x {long_side} px")
     if args.verify:
         row = measure(args, long_side)
-        print(f"verify {long_side} px: " + (row["error"] if "error" in row else f"peak {row['peak_gb']:.2f} GB, {row['s_per_step']:.1f} s/step"))
+        measured = row["error"] if "error" in row else f"peak {row['peak_gb']:.2f} GB, {row['s_per_step']:.1f} s/step"
+        print(f"verify {long_side} px: " + measured)
 
 
 if __name__ == "__main__":

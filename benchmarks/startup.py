@@ -28,7 +28,7 @@ from lightning_style import PairDataModule, StyleTransfer
 from lightning_style.record import Record, plain
 
 STYLE = Path(__file__).resolve().parents[1] / "examples/style/swirls.png"
-OPTIONS = ["--model.backbone", "vgg16", "--model.weights", "null", "--model.steps", "1", "--data.image_size", "64",
+OPTIONS = ["--model.backbone", "vgg16", "--model.weights", "null", "--data.steps", "1", "--data.image_size", "64",
            "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
 
 
@@ -49,7 +49,7 @@ def main() -> None:
         headers = time.perf_counter() - started
 
         # The results as a finished job leaves them, with the provenance the command line gives them.
-        model = StyleTransfer(backbone="vgg16", weights=None, steps=1)
+        model = StyleTransfer(backbone="vgg16", weights=None)
         model.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
         settings = model.result_settings()
         expected = {name: plain({"pair": name, "inputs": data.inputs(i), "settings": settings})
@@ -68,11 +68,13 @@ def main() -> None:
                    "--data.style", str(STYLE), "--output.dir", str(out), *OPTIONS]
         result = subprocess.run(command, capture_output=True, text=True)
         whole = time.perf_counter() - started
-        assert result.returncode == 0 and f"{opts.count} of {opts.count} pairs are done" in result.stdout, result.stdout + result.stderr[-2000:]
+        assert result.returncode == 0 and f"{opts.count} of {opts.count} pairs are done" in result.stdout, (
+            result.stdout + result.stderr[-2000:])
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     print(f"{opts.count:,} photos of {size / 1024:.1f} KiB (64x48 PNG), one style:")
     print(f"  headers + fingerprints (PairDataModule): {headers:.2f} s ({headers / opts.count * 1e6:.0f} us a file)")
-    print(f"  provenance of {opts.count:,} results read (Record.survey): {survey:.2f} s ({survey / opts.count * 1e6:.0f} us a result)")
+    print(f"  provenance of {opts.count:,} results read (Record.survey): {survey:.2f} s "
+          f"({survey / opts.count * 1e6:.0f} us a result)")
     print(f"  peak memory of both, in this process: {peak:.2f} GB")
     print(f"  the whole command with every result done (a fresh process: imports, VGG, checks): {whole:.1f} s, "
           f"peak memory {child:.2f} GB")

@@ -35,7 +35,7 @@ class StepTimer(pl.Callback):
 
 def lightning_steps(backbone: str, size: int, steps: int) -> list[float]:
     pl.seed_everything(0, verbose=False)
-    model = StyleTransfer(backbone=backbone, weights=None, steps=steps)
+    model = StyleTransfer(backbone=backbone, weights=None)
     data = PairDataModule(CONTENT, STYLE, image_size=size, steps=steps)
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
@@ -45,7 +45,8 @@ def lightning_steps(backbone: str, size: int, steps: int) -> list[float]:
             logger=pl.loggers.CSVLogger(out), callbacks=[timer],
         )
         trainer.fit(model, datamodule=data)
-    return [b - a for a, b in zip(timer.times, timer.times[1:])]
+    # consecutive timestamps: timer.times[1:] is one shorter on purpose
+    return [b - a for a, b in zip(timer.times, timer.times[1:], strict=False)]
 
 
 def plain_loop(backbone: str, size: int):
@@ -64,8 +65,8 @@ def plain_loop(backbone: str, size: int):
     def step() -> None:
         optimizer.zero_grad()
         out = features(image)
-        content_term = sum(w * content_loss(out[l], content_targets[l]) for l, w in content_layers.items())
-        style_term = sum(w * style_loss(out[l], style_targets[l]) for l, w in style_layers.items())
+        content_term = sum(w * content_loss(out[layer], content_targets[layer]) for layer, w in content_layers.items())
+        style_term = sum(w * style_loss(out[layer], style_targets[layer]) for layer, w in style_layers.items())
         loss = (reference.hparams.content_weight * content_term + reference.hparams.style_weight * style_term).sum()
         loss.backward()
         optimizer.step()
@@ -81,7 +82,8 @@ def plain_steps(backbone: str, size: int, steps: int) -> list[float]:
     for _ in range(steps):
         step()
         times.append(time.perf_counter())
-    return [b - a for a, b in zip(times, times[1:])]
+    # consecutive timestamps: times[1:] is one shorter on purpose
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
 def step_flops(backbone: str, size: int) -> int:
@@ -125,11 +127,11 @@ def main() -> None:
         for _ in range(args.repeats):
             plain += plain_steps(args.backbone, size, args.steps)[3:]  # skip warm-up steps
             lightning += lightning_steps(args.backbone, size, args.steps)[3:]
-        p, l = statistics.median(plain), statistics.median(lightning)
+        p, light = statistics.median(plain), statistics.median(lightning)
         flops = step_flops(args.backbone, size)
-        rate = flops / l
-        print(f"{size:>6} {p * 1e3:>14.1f} {l * 1e3:>18.1f} {l / p:>7.3f} {flops / 1e9:>11.1f} {rate / 1e9:>8.1f} "
-              f"{rate / peak:>10.0%}")
+        rate = flops / light
+        print(f"{size:>6} {p * 1e3:>14.1f} {light * 1e3:>18.1f} {light / p:>7.3f} {flops / 1e9:>11.1f} "
+              f"{rate / 1e9:>8.1f} {rate / peak:>10.0%}")
 
 
 if __name__ == "__main__":

@@ -33,13 +33,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256])
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    features = VGGFeatures(["relu4_2", *LAYERS], args.backbone, None)  # speed does not depend on the weights
-    print(f"{args.backbone}, {torch.get_num_threads()} threads; ms per step (forward + backward), median of {args.steps}")
-    print("| size | " + " | ".join(STYLE_LOSSES) + " | " + " | ".join(f"{name} / gram" for name in list(STYLE_LOSSES)[1:]) + " |")
+    # speed does not depend on the weights
+    features = VGGFeatures(["relu4_2", *LAYERS], backbone=args.backbone, weights=None)
+    print(f"{args.backbone}, {torch.get_num_threads()} threads; ms per step (forward + backward), "
+          f"median of {args.steps}")
+    ratios = " | ".join(f"{name} / gram" for name in list(STYLE_LOSSES)[1:])
+    print("| size | " + " | ".join(STYLE_LOSSES) + " | " + ratios + " |")
     print("|---" * (2 * len(STYLE_LOSSES)) + "|")
     for size in args.sizes:
         content, style = resized(CONTENT, size), resized(STYLE, size)
-        objectives = {name: StyleObjective(features, content[None], [(style,)], [(1.0,)], None, content_layers={"relu4_2": 1.0},
+        objectives = {name: StyleObjective(features, content[None], [(style,)], content_layers={"relu4_2": 1.0},
                                            style_layers=LAYERS, style_loss=name) for name in STYLE_LOSSES}
         times = {name: [] for name in STYLE_LOSSES}
         for step in range(args.steps + 1):

@@ -38,10 +38,11 @@ def run(args: list[str], env: dict | None = None) -> tuple[float, float, int]:
     return time.perf_counter() - start, rate, peak
 
 
-def command(contents: Path, size: int, batch: int, steps: int, out: Path, opts: argparse.Namespace, devices: int = 1) -> list[str]:
+def command(contents: Path, size: int, batch: int, steps: int, out: Path, opts: argparse.Namespace,
+            devices: int = 1) -> list[str]:
     return ["--config", "configs/default.yaml", "--model.weights", "null", "--model.backbone", opts.backbone,
             "--data.content", str(contents), "--data.style", str(STYLE), "--data.image_size", str(size),
-            "--data.batch_size", str(batch), "--model.steps", str(steps), "--trainer.accelerator", opts.accelerator,
+            "--data.batch_size", str(batch), "--data.steps", str(steps), "--trainer.accelerator", opts.accelerator,
             "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
             "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--trainer.enable_checkpointing",
             "false", "--trainer.callbacks", "[]", "--images.every_n_steps", "0", "--output.dir", str(out),
@@ -66,7 +67,8 @@ def pair_steps_per_second(contents: Path, size: int, batch: int, opts, tmp: Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["batch", "processes", "memory"], nargs="*", default=["batch", "processes", "memory"])
+    parser.add_argument("--only", choices=["batch", "processes", "memory"], nargs="*",
+                        default=["batch", "processes", "memory"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--pairs", type=int, nargs="+", default=[10, 100, 1000], help="for the memory figures")

@@ -33,7 +33,7 @@ class LossClock(pl.Callback):
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, *_) -> None:
-        full_size = pl_module.factor_at(trainer.global_step - 1) == 1
+        full_size = pl_module.pyramid.factor_at(trainer.global_step - 1) == 1
         loss = trainer.callback_metrics["train/loss"].item() if full_size else float("inf")
         self.trace.append((time.perf_counter() - self.start, loss))
 
@@ -42,7 +42,8 @@ def run(args, optimizer: str, levels: int, steps: int) -> list[tuple[float, floa
     pl.seed_everything(0, verbose=False)
     make_optimizer = {
         "adam": lambda params: torch.optim.Adam(params, lr=0.02),
-        "lbfgs": lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=20, tolerance_grad=0, tolerance_change=0),
+        "lbfgs": lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=20, tolerance_grad=0,
+                                                  tolerance_change=0),
     }[optimizer]
     model = StyleTransfer(backbone=args.backbone, weights=args.weights, optimizer=make_optimizer,
                           levels=levels, level_steps=args.level_steps, steps=steps)
@@ -77,7 +78,8 @@ def main() -> None:
     target = reference[-1][1]
     print(f"{args.backbone}, {args.size} px, {torch.get_num_threads()} threads; target: the loss of Adam at full "
           f"size after {args.steps} steps, {target:.4f}")
-    print(f"{'optimiser':<10}{'schedule':<26}{'steps to target':>16}{'s to target':>13}{'s/step (full)':>15}{'ratio':>7}")
+    print(f"{'optimiser':<10}{'schedule':<26}{'steps to target':>16}{'s to target':>13}{'s/step (full)':>15}"
+          f"{'ratio':>7}")
     base = None
     for optimizer in args.optimizers:
         for levels in (1, args.levels):
@@ -86,7 +88,9 @@ def main() -> None:
             else:
                 trace = run(args, optimizer, levels, args.steps + args.level_steps * (levels - 1))
             hit = next((step for step, (_, loss) in enumerate(trace) if loss <= target), None)
-            full = [b[0] - a[0] for a, b in zip(trace, trace[1:]) if b[1] < float("inf") and a[1] < float("inf")]
+            # consecutive trace points: trace[1:] is one shorter on purpose
+            full = [b[0] - a[0] for a, b in zip(trace, trace[1:], strict=False)
+                    if b[1] < float("inf") and a[1] < float("inf")]
             schedule = "full size" if levels == 1 else f"{levels} levels x {args.level_steps} steps"
             per_step = sorted(full)[len(full) // 2]
             if hit is None:

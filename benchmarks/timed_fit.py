@@ -1,6 +1,6 @@
 """``lightning-style fit`` for the benchmarks: prints ``STEP <seconds> <pairs>``, the median time of every step but
-each batch's first (decoding, targets) and the mean number of pairs those steps optimised, on every process, and ``PEAK <bytes>``, the process's peak memory (CUDA's
-peak allocation on a GPU).
+each batch's first (decoding, targets) and the mean number of pairs those steps optimised, on every process, and
+``PEAK <bytes>``, the process's peak memory (CUDA's peak allocation on a GPU).
 
     python benchmarks/timed_fit.py fit --config configs/default.yaml ... --trainer.callbacks+=timed_fit.StepTimer
 """
@@ -25,7 +25,7 @@ class StepTimer(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         if not self.first:
             self.times.append(time.perf_counter() - self.start)
-            self.pairs.append(len(pl_module.names))
+            self.pairs.append(len(pl_module.run.names))
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if self.times:

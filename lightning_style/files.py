@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import StyleTransferError
+from .errors import OptionError
 
 
 def replace_atomically(path: str | Path, write: Callable[[BinaryIO], object], mode: int = 0o666) -> None:
@@ -41,11 +41,11 @@ def replace_atomically(path: str | Path, write: Callable[[BinaryIO], object], mo
         pass  # some filesystems cannot fsync a folder; the rename is atomic all the same
 
 
-def check_folder(folder: str | Path, option: str) -> None:
+def check_folder(folder: str | Path, owner: str, option: str) -> None:
     """Raise unless ``folder`` exists as a writable folder or can be created; creates nothing.
 
     Raises:
-        StyleTransferError: ``<option> <folder>: cannot write there (...)``.
+        OptionError: ``<owner>(<option>='<folder>') cannot write there (...)``.
     """
     absolute = Path(folder).expanduser().absolute()
     existing = next(path for path in [absolute, *absolute.parents] if os.path.lexists(path))
@@ -55,7 +55,7 @@ def check_folder(folder: str | Path, option: str) -> None:
         problem = "read-only file system" if _read_only_mount(existing) else "permission denied"
     else:
         return
-    raise StyleTransferError(f"{option} {folder}: cannot write there ({problem})")
+    raise OptionError(owner, option, str(folder), f"cannot write there ({problem})")
 
 
 def _read_only_mount(path: Path) -> bool:
@@ -77,7 +77,7 @@ def _can_override(path: Path) -> bool:
         return True
 
 
-def check_outputs(folder: str | Path, names: Iterable[str], option: str = "--output.dir") -> None:
+def check_outputs(folder: str | Path, names: Iterable[str]) -> None:
     """Raise if one of the files ``<folder>/<name>`` could not be (re)placed at the end of a run: a name too long
     for the filesystem, an existing file that is read-only, a folder in its place, or a file owned by another user
     in a sticky folder (such as ``/tmp``)."""
@@ -91,16 +91,20 @@ def check_outputs(folder: str | Path, names: Iterable[str], option: str = "--out
     for name in names:
         path = folder / name
         if len(os.fsencode(path.name)) > limit:
-            raise StyleTransferError(f"{option} {folder}: the output name {path.name!r} is longer than the "
-                                     f"filesystem allows ({limit} bytes); rename the images")
+            raise _bad_output(folder, f"cannot hold the output name {path.name!r}: longer than the filesystem "
+                                      f"allows ({limit} bytes); rename the images")
         if not os.path.lexists(path) or path.is_symlink():
             continue  # a link is replaced, not written through
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
-            raise StyleTransferError(f"{option}: {path} is a folder, where the result would go; move it away")
+            raise _bad_output(folder, f"holds a folder, {path.name}, where a result would go; move it away")
         if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-            raise StyleTransferError(f"{option}: {path} exists and is read-only; make it writable or choose "
-                                     "another --output.dir")
+            raise _bad_output(folder, f"holds {path.name}, which is read-only; make it writable or choose another "
+                                      "folder")
         if sticky and os.geteuid() not in (info.st_uid, folder.stat().st_uid) and not _can_override(path):
-            raise StyleTransferError(f"{option}: {path} belongs to another user in a shared folder, so it cannot "
-                                     "be replaced; choose another --output.dir")
+            raise _bad_output(folder, f"holds {path.name}, which belongs to another user in a shared folder, so it "
+                                      "cannot be replaced; choose another folder")
+
+
+def _bad_output(folder: Path, problem: str) -> OptionError:
+    return OptionError("ImageWriter", "dir", str(folder), problem)

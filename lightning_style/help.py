@@ -26,7 +26,8 @@ TEXTS = {  # where this command's behaviour differs from what the Trainer's docs
                         "(configs/wandb.yaml: W&B); false: none.",
     "--trainer.default_root_dir": "Folder for Lightning's files when no logger sets one; null: --output.dir.",
     "--trainer.enable_checkpointing": "null or true: save <output.dir>/checkpoints/last.ckpt every 100 steps, at "
-                                      "batch ends and at the end (resume with --ckpt_path last); false: no checkpoints.",
+                                      "batch ends and at the end (resume with --ckpt_path last); false: no "
+                                      "checkpoints.",
     "--ckpt_path": "last: the batches in progress go on from <output.dir>/checkpoints/last.ckpt (from their start "
                    "if there is none yet); or the path of a checkpoint file written by lightning-style. Without it the "
                    "same command still keeps every result in --output.dir and does only what is left.",
@@ -48,7 +49,7 @@ class HelpFormatter(DefaultHelpFormatter):
         return plain_text(super()._expand_help(action))
 
     def _format_text(self, text: str) -> str:
-        text = plain_text(text % dict(prog=self._prog) if "%(prog)" in text else text)
+        text = plain_text(text % {"prog": self._prog} if "%(prog)" in text else text)
         return "".join(line.rstrip() + "\n" for line in text.splitlines()) + "\n"
 
 

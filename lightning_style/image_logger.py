@@ -1,5 +1,7 @@
 """``ImageLogger``: pictures and quality figures of a run for the dashboards (W&B, TensorBoard, CSV)."""
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -9,7 +11,23 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from .batch import BatchResult, PairResult
 from .callbacks import side_by_side, to_uint8
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of the W&B table ``pairs``: its columns, in order."""
+
+    pair: str
+    content: np.ndarray
+    style: np.ndarray
+    result: np.ndarray
+    loss: float
+    content_loss: float
+    style_loss: float
+    ssim: float
+    psnr: float
 
 
 class ImageLogger(pl.Callback):
@@ -29,50 +47,48 @@ class ImageLogger(pl.Callback):
         thumbnail: the longer side, in pixels, of the table's pictures.
     """
 
-    COLUMNS = ["pair", "content", "style", "result", "loss", "content_loss", "style_loss", "ssim", "psnr"]
-
-    def __init__(self, every_n_steps: int = 100, thumbnail: int = 256) -> None:
+    def __init__(self, *, every_n_steps: int = 100, thumbnail: int = 256) -> None:
         self.every_n_steps, self.thumbnail = every_n_steps, thumbnail
         self._table = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
         if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            self.log_batch(trainer, pl_module)
-        if pl_module.batch_done and trainer.loggers:
-            self.log_finished(trainer, pl_module)
+            self.log_batch(trainer, pl_module.snapshot())
+        if pl_module.result is not None and trainer.loggers:
+            self.log_finished(trainer, pl_module.result)
 
     @torch.no_grad()
-    def log_batch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Log the batch in progress: one picture per pair under one key, and its mean quality figures."""
-        if not trainer.is_global_zero or not trainer.loggers or not pl_module.names:
+    def log_batch(self, trainer: pl.Trainer, snapshot: BatchResult | None) -> None:
+        """Log the batch in progress (its last good check): one picture per pair under one key, and its mean
+        quality figures."""
+        if not trainer.is_global_zero or not trainer.loggers or snapshot is None:
             return
-        pl_module.check_finite()  # no NaN picture on the dashboards
-        step, results = trainer.global_step, list(pl_module.results())
-        images = torch.stack([image for _, image in results]).float()
-        contents = pl_module.contents.to(images)
+        images = snapshot.images.float()
+        contents = snapshot.contents.to(images)
         figures = {"quality/ssim": structural_similarity_index_measure(images, contents, data_range=1.0).item(),
                    "quality/psnr": peak_signal_noise_ratio(images, contents, data_range=1.0).item()}
-        pictures = [to_uint8(side_by_side(content, *styles, image))
-                    for (_, image), content, styles in zip(results, pl_module.contents, pl_module.styles)]
+        pictures = [to_uint8(side_by_side(pair.content, *pair.styles, pair.image)) for pair in snapshot]
+        captions = [f"{name}, step {snapshot.step}" for name in snapshot.names]
+        step = trainer.global_step
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image("images/batch", pictures, step=step, caption=[f"{name}, step {step}" for name, _ in results])
+                logger.log_image("images/batch", pictures, step=step, caption=captions)
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_images("images/batch", np.stack(pictures), step, dataformats="NHWC")
             logger.log_metrics(figures, step=step)
 
+    def row(self, pair: PairResult) -> Row:
+        """The ``pairs`` table's row of a finished pair: thumbnails, final losses, SSIM and PSNR against its content."""
+        result, reference = pair.image[None].float(), pair.content[None].to(pair.image).float()
+        return Row(pair.name, self._thumb(pair.content), self._thumb(pair.styles[0]), self._thumb(pair.image),
+                   pair.losses["loss"], pair.losses["content"], pair.losses["style"],
+                   structural_similarity_index_measure(result, reference, data_range=1.0).item(),
+                   peak_signal_noise_ratio(result, reference, data_range=1.0).item())
+
     @torch.no_grad()
-    def log_finished(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def log_finished(self, trainer: pl.Trainer, result: BatchResult) -> None:
         """Gather the pairs that every process just finished (thumbnails and figures) and log them on rank 0."""
-        rows = []
-        for row, (name, image) in enumerate(pl_module.finished):
-            content, styles = pl_module.contents[row], pl_module.styles[row]
-            result, reference = image[None].float(), content[None].to(image)
-            losses = {key: value[row].item() for key, value in pl_module.final_losses.items()}
-            rows.append([name, *(self._thumb(picture) for picture in (content, styles[0], image)),
-                         losses["loss"], losses["content"], losses["style"],
-                         structural_similarity_index_measure(result, reference, data_range=1.0).item(),
-                         peak_signal_noise_ratio(result, reference, data_range=1.0).item()])
+        rows = [self.row(pair) for pair in result]
         if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             gathered = [None] * trainer.world_size
             dist.all_gather_object(gathered, rows)
@@ -85,17 +101,20 @@ class ImageLogger(pl.Callback):
                 import wandb
 
                 if self._table is None:
-                    self._table = wandb.Table(columns=self.COLUMNS, log_mode="INCREMENTAL")
+                    self._table = wandb.Table(columns=[f.name for f in fields(Row)], log_mode="INCREMENTAL")
                 for row in rows:
-                    self._table.add_data(*row[:1], *(wandb.Image(picture) for picture in row[1:4]), *row[4:])
+                    self._table.add_data(*(wandb.Image(value) if isinstance(value, np.ndarray) else value
+                                           for value in (getattr(row, f.name) for f in fields(Row))))
                 logger.experiment.log({"pairs": self._table, "trainer/global_step": step})
                 # As media too: W&B's offline runs store a table's pictures as the word "Image" (wandb#4611).
-                logger.log_image("images/finished", [row[3] for row in rows], step=step, caption=[row[0] for row in rows])
-            ssim, psnr = (sum(row[k] for row in rows) / len(rows) for k in (7, 8))
-            logger.log_metrics({"quality/final_ssim": ssim, "quality/final_psnr": psnr}, step=step)
+                logger.log_image("images/finished", [row.result for row in rows], step=step,
+                                 caption=[row.pair for row in rows])
+            logger.log_metrics({"quality/final_ssim": sum(row.ssim for row in rows) / len(rows),
+                                "quality/final_psnr": sum(row.psnr for row in rows) / len(rows)}, step=step)
 
     def _thumb(self, image: Tensor) -> np.ndarray:
         height, width = image.shape[-2:]
         scale = min(1.0, self.thumbnail / max(height, width))
-        small = F.interpolate(image[None].float().cpu(), scale_factor=scale, mode="bilinear", antialias=True)[0] if scale < 1 else image
-        return to_uint8(small)
+        if scale < 1:
+            image = F.interpolate(image[None].float().cpu(), scale_factor=scale, mode="bilinear", antialias=True)[0]
+        return to_uint8(image)

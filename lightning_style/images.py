@@ -12,7 +12,7 @@ from lightning_utilities.core.rank_zero import rank_zero_warn
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import StyleTransferError
+from .errors import OptionError, StyleTransferError
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".raw": "camera raw",
@@ -146,10 +146,11 @@ def image_files(sources: str | Sequence[str], role: str) -> list[Path]:
                 problem = "not an image file"
             (skipped.append(f"{entry.name} ({problem})") if problem else images.append(entry))
         if skipped:
-            rank_zero_warn(f"{role} folder {path}: skipping {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}: {', '.join(skipped)}")
+            entries = "entry" if len(skipped) == 1 else "entries"
+            rank_zero_warn(f"{role} folder {path}: skipping {len(skipped)} {entries}: {', '.join(skipped)}")
         if not images:
             raise StyleTransferError(f"{role} folder {path}: no image files in it")
         files += images
     if not files:
-        raise StyleTransferError(f"--data.{role}: no images given")
+        raise OptionError("PairDataModule", role, sources, "names no images")
     return files

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from lightning_fabric.utilities.apply_func import move_data_to_device
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from torch import Tensor
@@ -42,6 +43,15 @@ def pack(names: tuple[str, ...], step: int, images: Tensor, optimizer: torch.opt
             "optimizer_class": qualified_name(optimizer), "optimizer": state}
 
 
+def gather(entry: dict, trainer) -> list:
+    """Every process's ``entry``, in rank order (a checkpoint holds them all: each process resumes its own)."""
+    if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+        return [entry]
+    entries = [None] * trainer.world_size
+    dist.all_gather_object(entries, entry)
+    return entries
+
+
 def unpack(entry: Any, where: str, names: tuple[str, ...], step: int, shape: torch.Size,
            optimizer: torch.optim.Optimizer) -> tuple[Tensor, dict | None, dict]:
     """Check a checkpoint's ``entry`` against the batch that goes on (its pairs ``names`` after ``step`` steps,
@@ -56,11 +66,13 @@ def unpack(entry: Any, where: str, names: tuple[str, ...], step: int, shape: tor
 
     saved = entry.get("names") if isinstance(entry, dict) else None
     if isinstance(saved, list) and set(names) < set(saved) and entry.get("step") == step:
-        raise StyleTransferError(f"{where}: {', '.join(sorted(set(saved) - set(names)))} of the batch in progress could "
-                                 "not be decoded now (see the warning above): mend the file, or run the same command "
-                                 "without --ckpt_path (the batch starts again)")
+        missing = ", ".join(sorted(set(saved) - set(names)))
+        raise StyleTransferError(f"{where}: {missing} of the batch in progress could not be decoded now (see the "
+                                 "warning above): mend the file, or run the same command without --ckpt_path (the "
+                                 "batch starts again)")
     if saved != list(names) or entry.get("step") != step:
-        raise bad("names", f"not the batch in progress that the checkpoint's plan gives ({', '.join(names)}, step {step})")
+        raise bad("names", f"not the batch in progress that the checkpoint's plan gives ({', '.join(names)}, "
+                           f"step {step})")
     images = entry.get("images")
     if not isinstance(images, Tensor) or images.dtype != torch.float32 or images.shape != shape:
         found = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
@@ -84,7 +96,8 @@ def unpack(entry: Any, where: str, names: tuple[str, ...], step: int, shape: tor
     tensors = list(_tensors(state))
     if any(tensor.numel() != 1 and tensor.shape not in (images.shape, (images.numel(),)) for tensor in tensors):
         raise bad("optimizer", f"a tensor of another shape than the batch's images {tuple(images.shape)}")
-    if sum(tensor.numel() for tensor in tensors) > images.numel() * (2 * optimizer.defaults.get("history_size", 0) + 4) + 1000:
+    budget = images.numel() * (2 * optimizer.defaults.get("history_size", 0) + 4) + 1000
+    if sum(tensor.numel() for tensor in tensors) > budget:
         raise bad("optimizer", "larger than this batch's images allow")
     return images.clone(memory_format=torch.contiguous_format), _cloned(state), plateau
 
@@ -106,7 +119,8 @@ def check_plan_state(state: dict, where: str) -> tuple[list[list[str]], int]:
     """The batches in progress (each process's pair names) and the steps they had, from the data module's part of
     a checkpoint; one line for a malformed field."""
     def bad(field: str, problem: str) -> StyleTransferError:
-        return StyleTransferError(f"{where}: malformed checkpoint field PairDataModule{field and '.'}{field} ({problem})")
+        name = f"PairDataModule.{field}" if field else "PairDataModule"
+        return StyleTransferError(f"{where}: malformed checkpoint field {name} ({problem})")
 
     if not isinstance(state, dict):
         raise bad("", "not a dict")

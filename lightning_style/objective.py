@@ -1,8 +1,8 @@
 """``StyleObjective``: the loss of Gatys et al. for one batch of pairs, as a plain ``nn.Module``.
 
 Built once per batch from its pixels: the content activations and the style targets (Gram matrices, or what the
-chosen style loss needs) and masks become buffers, at every pyramid level; calling it on a batch of images
-returns per-pair losses. No Trainer, no files.
+chosen style loss needs), keyed by layer and pyramid level; calling it on a batch of images returns per-pair
+losses. No Trainer, no files.
 """
 
 from collections.abc import Mapping
@@ -35,17 +35,18 @@ class StyleObjective(nn.Module):
         contents: ``(B, 3, H, W)`` content images in ``[0, 1]``.
         styles: for each pair, its style images ``(3, h, w)`` (several for a blend or for masks).
         style_weights: for each pair, one weight per style (a blend's target is the mixture of its styles: its
-            Grams are the weighted sum of theirs).
+            Grams are the weighted sum of theirs); default: one style per pair.
         masks: ``(B, R, H, W)`` region masks, one per style, or ``None``.
         content_layers, style_layers: ``{layer: weight}``.
         content_weight, style_weight, tv_weight: alpha, beta and the total-variation weight.
-        histogram: match each style's colours to its content's before taking its Grams.
+        histogram: match each style's colours to its content's before taking its targets.
         factors: the pyramid's downsampling factors to build targets for (``(1,)`` without a pyramid).
         style_loss: ``gram``, ``wasserstein`` or ``sliced`` (see :mod:`lightning_style.style_losses`).
         seed: seeds the random directions of ``sliced``, with the layer and the step.
 
     Calling it with ``(B, 3, H, W)`` images (and the step within the batch) returns ``{name: (B,)}`` losses:
     ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``; pair ``i``'s losses depend on image ``i`` only.
+    The targets are plain tensors made on the contents' device (``content_target``, ``style_target``).
     """
 
     def __init__(
@@ -53,11 +54,11 @@ class StyleObjective(nn.Module):
         features: VGGFeatures,
         contents: Tensor,
         styles: list[tuple[Tensor, ...]],
-        style_weights: list[tuple[float, ...]],
-        masks: Tensor | None,
         *,
         content_layers: Mapping[str, float],
         style_layers: Mapping[str, float],
+        style_weights: list[tuple[float, ...]] | None = None,
+        masks: Tensor | None = None,
         content_weight: float = 1.0,
         style_weight: float = 100.0,
         tv_weight: float = 0.0,
@@ -69,23 +70,22 @@ class StyleObjective(nn.Module):
         super().__init__()
         self.features, self.style_loss, self.seed = features, STYLE_LOSSES[style_loss](), seed
         self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
-        self.weights, self.histogram = (content_weight, style_weight, tv_weight), histogram
-        self.register_buffer("masks", masks, persistent=False)
-        self._keys: dict[tuple[str, int], list[str]] = {}  # what each layer's target holds, per pyramid level
+        self.weights, self.histogram, self.masks = (content_weight, style_weight, tv_weight), histogram, masks
+        style_weights = style_weights or [(1.0,)] * len(styles)
+        self.content_targets: dict[tuple[str, int], Tensor] = {}  # (layer, factor) -> (B, C, h, w)
+        self.style_targets: dict[tuple[str, int], dict[str, Tensor]] = {}  # (layer, factor) -> {key: (B, R, ...)}
         with torch.no_grad():
             for factor in factors:
                 activations = features(downsample(contents, factor))
                 for layer in self.content_layers:
-                    self.register_buffer(f"content_{layer}_x{factor}", activations[layer], persistent=False)
+                    self.content_targets[layer, factor] = activations[layer]
                 targets = [self._targets(pair, factor, contents[i], weights)
-                           for i, (pair, weights) in enumerate(zip(styles, style_weights))]
+                           for i, (pair, weights) in enumerate(zip(styles, style_weights, strict=True))]
                 for layer in self.style_layers:
-                    stacked = self.style_loss.stack([t[layer] for t in targets])
-                    for key, value in stacked.items():
-                        self.register_buffer(f"{key}_{layer}_x{factor}", value, persistent=False)
-                    self._keys[layer, factor] = list(stacked)  # may differ between layers (sliced's weights)
+                    self.style_targets[layer, factor] = self.style_loss.stack([t[layer] for t in targets])
 
-    def _targets(self, styles: tuple[Tensor, ...], factor: int, content: Tensor, weights: tuple[float, ...]) -> dict[str, list[dict]]:
+    def _targets(self, styles: tuple[Tensor, ...], factor: int, content: Tensor,
+                 weights: tuple[float, ...]) -> dict[str, list[dict]]:
         """``{layer: [target of each region]}``: with masks, style ``r``'s alone in region ``r``; otherwise one
         target, the mixture of the styles with their weights."""
         activations = []
@@ -94,24 +94,31 @@ class StyleObjective(nn.Module):
                 style = match_colours(style, content)
             activations.append(self.features(downsample(style[None], factor)))
         if self.masks is not None:
-            return {layer: [self.style_loss.target([a[layer]], (1.0,)) for a in activations] for layer in self.style_layers}
-        return {layer: [self.style_loss.target([a[layer] for a in activations], weights)] for layer in self.style_layers}
+            return {layer: [self.style_loss.target([a[layer]], (1.0,)) for a in activations]
+                    for layer in self.style_layers}
+        return {layer: [self.style_loss.target([a[layer] for a in activations], weights)]
+                for layer in self.style_layers}
 
-    def target(self, layer: str, factor: int = 1) -> dict[str, Tensor]:
-        """The style targets of ``layer`` at the pyramid level ``factor``: ``{key: (B, R, ...)}``."""
-        return {key: getattr(self, f"{key}_{layer}_x{factor}") for key in self._keys[layer, factor]}
+    def content_target(self, layer: str, factor: int = 1) -> Tensor:
+        """The contents' activations at ``layer`` at the pyramid level ``factor``: ``(B, C, h, w)``."""
+        return self.content_targets[layer, factor]
+
+    def style_target(self, layer: str, factor: int = 1) -> dict[str, Tensor]:
+        """The style targets of ``layer`` at the pyramid level ``factor``: ``{key: (B, R, ...)}`` (``gram`` for
+        the Gram matrices; what the other style losses need under their own keys)."""
+        return self.style_targets[layer, factor]
 
     def forward(self, images: Tensor, factor: int = 1, step: int = 0) -> dict[str, Tensor]:
         """Per-pair losses of ``(B, 3, H, W)`` images at the pyramid level that shrinks them ``factor`` times, at
         the batch's ``step`` (which draws the directions of ``sliced``)."""
         images = downsample(images, factor)
         activations = self.features(images)
-        losses = {f"style/{layer}": self.style_loss(activations[layer], self.target(layer, factor), self.masks,
+        losses = {f"style/{layer}": self.style_loss(activations[layer], self.style_target(layer, factor), self.masks,
                                                     step_seed(self.seed, layer, step))
                   for layer in self.style_layers}
-        losses["content"] = sum(w * content_loss(activations[l], getattr(self, f"content_{l}_x{factor}"))
-                                for l, w in self.content_layers.items())
-        losses["style"] = sum(w * losses[f"style/{layer}"] for layer, w in self.style_layers.items())
+        losses["content"] = sum(weight * content_loss(activations[layer], self.content_target(layer, factor))
+                                for layer, weight in self.content_layers.items())
+        losses["style"] = sum(weight * losses[f"style/{layer}"] for layer, weight in self.style_layers.items())
         losses["tv"] = total_variation(images)
         alpha, beta, tv = self.weights
         losses["loss"] = alpha * losses["content"] + beta * losses["style"] + tv * losses["tv"]

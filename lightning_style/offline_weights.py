@@ -42,7 +42,7 @@ def hed_vgg16_state_dict(h5_path: str | Path) -> dict[str, torch.Tensor]:
         raise ImportError("hed_vgg16_state_dict needs h5py: pip install h5py") from e
     sd: dict[str, torch.Tensor] = {}
     with h5py.File(h5_path, "r") as f:
-        for name, idx in zip(_H5_CONVS, _TV_INDICES):
+        for name, idx in zip(_H5_CONVS, _TV_INDICES, strict=True):
             # Keras kernel (kh, kw, in, out) -> torch (out, in, kh, kw); both cross-correlate.
             w = torch.from_numpy(f[f"{name}/vars/0"][()]).double().permute(3, 2, 0, 1)
             b = torch.from_numpy(f[f"{name}/vars/1"][()]).double()

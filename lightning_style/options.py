@@ -1,49 +1,48 @@
-"""Checks of ``StyleTransfer``'s options and of the trainer it runs under: a one-line error naming the option,
+"""Checks of ``StyleTransfer``'s options, its optimiser and the trainer it runs under: one line naming the option,
 before any compute."""
 
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
+from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning.strategies import DDPStrategy
 
-from .errors import StyleTransferError
-from .images import open_image
+from .errors import OptionError
 from .strategy import IndependentDDPStrategy
 from .style_losses import STYLE_LOSSES
 
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+MODEL = "StyleTransfer"
 
-def check_options(options: Mapping[str, Any]) -> None:
-    """Raise :class:`StyleTransferError` for the first bad value among ``StyleTransfer``'s ``options`` (its
-    hyperparameters): weights, step counts, the plateau stop, the style loss, an ``init`` image that can't be read."""
+
+def check_model_options(options: Mapping[str, Any]) -> None:
+    """Raise :class:`OptionError` for the first bad value among ``StyleTransfer``'s ``options``."""
     for option in ("content_weight", "style_weight", "tv_weight"):
         if not 0 <= options[option] < math.inf:
-            raise StyleTransferError(f"--model.{option} must be a finite number >= 0, got {options[option]}")
-    steps, tolerance, window = options["steps"], options["plateau_tolerance"], options["plateau_window"]
-    if not (isinstance(steps, int) and steps >= 1):
-        raise StyleTransferError(f"--model.steps must be >= 1, got {steps}")
-    if not (0 <= tolerance < 1 and isinstance(window, int) and window >= 1):
-        raise StyleTransferError(f"--model.plateau_tolerance must be in [0, 1) and --model.plateau_window >= 1, got "
-                                 f"{tolerance} and {window}")
-    every = options["check_every_n_steps"]
-    if not (isinstance(every, int) and every >= 1):
-        raise StyleTransferError(f"--model.check_every_n_steps must be >= 1, got {every}")
-    levels, level_steps = options["levels"], options["level_steps"]
-    if not (isinstance(levels, int) and levels >= 1 and isinstance(level_steps, int) and level_steps >= 1):
-        raise StyleTransferError(f"--model.levels and --model.level_steps must be >= 1, got {levels} and {level_steps}")
+            raise OptionError(MODEL, option, options[option], "must be a finite number >= 0")
+    for option in ("levels", "level_steps", "check_every_n_steps", "plateau_window"):
+        if not (isinstance(options[option], int) and options[option] >= 1):
+            raise OptionError(MODEL, option, options[option], "must be a whole number >= 1")
+    if not 0 <= options["plateau_tolerance"] < 1:
+        raise OptionError(MODEL, "plateau_tolerance", options["plateau_tolerance"], "must be in [0, 1)")
     if options["style_loss"] not in STYLE_LOSSES:
-        raise StyleTransferError(f"--model.style_loss must be one of {', '.join(STYLE_LOSSES)}, got {options['style_loss']!r}")
+        raise OptionError(MODEL, "style_loss", options["style_loss"], f"must be one of {', '.join(STYLE_LOSSES)}")
+    if options["preserve_color"] not in ("none", "luminance", "histogram"):
+        raise OptionError(MODEL, "preserve_color", options["preserve_color"], "must be none, luminance or histogram")
     if options["init"] not in ("content", "style", "noise"):
-        open_image(options["init"], "--model.init").close()
+        raise OptionError(MODEL, "init", options["init"], "must be content, style or noise (a starting image file "
+                                                            "is the data's: PairDataModule(init=...))")
 
 
 def layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dict[str, float]:
     """A list of layers gets equal weights summing to 1 (the paper's ``w_l = 1/5``); a dict keeps its weights."""
     weights = dict(layers) if isinstance(layers, dict) else {layer: 1 / len(layers) for layer in layers}
     if not weights:
-        raise StyleTransferError(f"--model.{option} is empty")
+        raise OptionError(MODEL, option, layers, "is empty")
     if bad := [layer for layer, weight in weights.items() if not weight >= 0]:
-        raise StyleTransferError(f"--model.{option}: weight of {bad[0]} must be >= 0, got {weights[bad[0]]}")
+        raise OptionError(MODEL, option, layers, f"gives {bad[0]} the weight {weights[bad[0]]}; weights must be >= 0")
     return weights
 
 
@@ -53,10 +52,23 @@ def check_trainer(trainer) -> None:
     process to hold parameters of the same shapes)."""
     precision = str(trainer.precision)
     if precision in ("16-true", "bf16-true"):
-        raise StyleTransferError(f"--trainer.precision {precision} would store the images in low precision; use bf16-mixed or 16-mixed")
+        raise OptionError("Trainer", "precision", precision, "would store the images in low precision; use "
+                                                             "bf16-mixed or 16-mixed")
     if trainer.gradient_clip_val:
-        raise StyleTransferError(f"--trainer.gradient_clip_val {trainer.gradient_clip_val}: clipping the gradient "
-                                 "of a batch would tie its pairs together, and no result would record it; leave it unset")
+        raise OptionError("Trainer", "gradient_clip_val", trainer.gradient_clip_val, "would tie a batch's pairs "
+                          "together (a norm over the batch), and no result would record it; leave it unset")
     if isinstance(trainer.strategy, DDPStrategy) and not isinstance(trainer.strategy, IndependentDDPStrategy):
-        raise StyleTransferError("strategy='ddp' would average the images' gradients over the processes; use "
-                                 "strategy=lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")
+        raise OptionError("Trainer", "strategy", "ddp", "would average the images' gradients over the processes; use "
+                          "lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer, trainer) -> None:
+    """L-BFGS cannot run under gradient scaling (16-mixed), and stalls with a line search of one iteration."""
+    if not isinstance(optimizer, torch.optim.LBFGS):
+        return
+    if str(trainer.precision) == "16-mixed":
+        raise OptionError("Trainer", "precision", "16-mixed", "cannot run L-BFGS (gradient scaling); use bf16-mixed "
+                                                             "or 32-true")
+    if optimizer.defaults["line_search_fn"] and optimizer.defaults["max_iter"] == 1:
+        rank_zero_warn("L-BFGS with a line search and max_iter 1 stalls once a line search returns a zero step; use "
+                       "max_iter > 1 or no line search")

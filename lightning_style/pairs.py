@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import StyleTransferError
+from .errors import OptionError, StyleTransferError
 from .images import load_image
 
 MAX_NAME_BYTES = 200  # a pair's name, so that "<name>.png" fits the usual 255-byte limit on file names
@@ -24,7 +24,9 @@ def pair_name(content: Path, styles: Sequence[Path]) -> str:
     if len(name.encode()) <= MAX_NAME_BYTES:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    short = lambda stem, limit: stem.encode()[:limit].decode(errors="ignore")  # whole UTF-8 characters only
+    def short(stem: str, limit: int) -> str:
+        return stem.encode()[:limit].decode(errors="ignore")  # whole UTF-8 characters only
+
     styles_part = f"{len(styles)}-styles" if len(styles) > 1 else short(styles[0].stem, 60)
     return f"{short(content.stem, 120)}__{styles_part}-{digest}"
 
@@ -36,12 +38,35 @@ def pair_up(contents: list[Path], styles: list[Path], pairing: str) -> list[tupl
         return [(c, (s,)) for c, s in itertools.product(contents, styles)]
     if pairing == "zip":
         if len(contents) != len(styles) and 1 not in (len(contents), len(styles)):
-            raise StyleTransferError(f"--data.pairing zip needs as many content as style images, got {len(contents)} and {len(styles)}")
-        zipped = zip(contents * len(styles), styles) if len(contents) == 1 else zip(contents, styles * len(contents))
-        return [(c, (s,)) for c, s in zipped]
+            raise OptionError("PairDataModule", "pairing", pairing, "needs as many content as style images (or one of "
+                              f"either), got {len(contents)} and {len(styles)}")
+        if len(contents) == 1:  # one photo in every style, or every photo in one style
+            contents = contents * len(styles)
+        elif len(styles) == 1:
+            styles = styles * len(contents)
+        return [(c, (s,)) for c, s in zip(contents, styles, strict=True)]
     if pairing == "blend":
         return [(c, tuple(styles)) for c in contents]
-    raise StyleTransferError(f"--data.pairing must be 'product', 'zip' or 'blend', got {pairing!r}")
+    raise OptionError("PairDataModule", "pairing", pairing, "must be product, zip or blend")
+
+
+def mask_files(masks, pairing: str, styles: list[Path], style_weights) -> list[Path]:
+    """The mask files of a blend (``PairDataModule(masks=...)``): one per style, with ``pairing='blend'`` and
+    no ``style_weights``."""
+    if masks is None:
+        return []
+    masks = [Path(mask).expanduser() for mask in ([masks] if isinstance(masks, (str, Path)) else masks)]
+    given = [str(mask) for mask in masks]
+    if pairing != "blend":
+        raise OptionError("PairDataModule", "masks", given, "needs pairing='blend' (each content with all the "
+                                                            "styles, each in its mask)")
+    if style_weights is not None:
+        raise OptionError("PairDataModule", "masks", given, "and style_weights do not go together: a mask's grey "
+                                                            "level sets its style's strength")
+    if len(masks) != len(styles):
+        raise OptionError("PairDataModule", "masks", given, f"must be one mask per style image: got {len(masks)} "
+                                                            f"masks and {len(styles)} styles")
+    return masks
 
 
 @dataclass
@@ -50,9 +75,10 @@ class PairBatch:
     after a resume), the pixels of its pairs; between those, the pixels stay ``None`` and nothing is decoded.
 
     ``contents`` is ``(B, 3, H, W)`` in ``[0, 1]``; ``styles[i]`` the style images of pair ``i`` (several for a
-    blend or masks), ``style_weights[i]`` their weights; ``masks`` ``(B, R, H, W)`` or ``None``; ``skipped`` the
-    pairs of the batch whose files could not be decoded (left out of ``names``). An empty ``names`` means this
-    process idles for the batch's steps.
+    blend or masks), ``style_weights[i]`` their weights; ``masks`` ``(B, R, H, W)`` or ``None``; ``init`` the
+    data's starting image resized to each content, ``(B, 3, H, W)``, or ``None``; ``skipped`` the pairs of the
+    batch whose files could not be decoded (left out of ``names``). An empty ``names`` means this process idles
+    for the batch's steps.
     """
 
     names: tuple[str, ...]
@@ -62,6 +88,7 @@ class PairBatch:
     styles: list[tuple[Tensor, ...]] = field(default_factory=list)
     style_weights: list[tuple[float, ...]] = field(default_factory=list)
     masks: Tensor | None = None
+    init: Tensor | None = None
     skipped: tuple[str, ...] = ()
 
 
@@ -76,6 +103,7 @@ class PairFiles:
     image_size: int
     style_size: int
     shapes: tuple[tuple[int, int], ...]  # each pair's content (height, width) once resized, from its header at start-up
+    init: Path | None = None  # a starting image for every pair, resized to each content
 
     def decode(self, pairs: list[int], step: int, steps: int) -> PairBatch:
         """Decode the pairs of one batch (each file once); a pair whose file fails to decode now is left out with
@@ -84,27 +112,31 @@ class PairFiles:
         for index in pairs:
             content, styles = self.sources[index]
             try:
-                for path, role in [(content, "content"), *((s, "style") for s in styles), *((m, "mask") for m in self.masks)]:
+                files = [(content, "content"), *((s, "style") for s in styles), *((m, "mask") for m in self.masks)]
+                for path, role in files:
                     if (path, role) not in images:
                         size = {"content": self.image_size, "style": self.style_size, "mask": None}[role]
                         images[path, role] = load_image(path, size, role)
                 if (shape := tuple(images[content, "content"].shape[1:])) != self.shapes[index]:
                     (h, w), (h0, w0) = shape, self.shapes[index]
-                    raise StyleTransferError(f"content {content}: {w}x{h} px once resized, but {w0}x{h0} px when the run "
-                                             "started (the file was replaced)")
+                    raise StyleTransferError(f"content {content}: {w}x{h} px once resized, but {w0}x{h0} px when the "
+                                             "run started (the file was replaced)")
                 masks = self.masks_for(images, shape)
+                if self.init is not None and (self.init, "init") not in images:
+                    images[self.init, "init"] = load_image(self.init, role="init")
+                init = None if self.init is None else F.interpolate(
+                    images[self.init, "init"][None], size=shape, mode="bilinear", antialias=True)[0].clamp(0, 1)
             except StyleTransferError as error:
                 warnings.warn(f"skipping pair {self.names[index]}: {error}", stacklevel=1)  # on every process
                 skipped.append(self.names[index])
                 continue
             names.append(self.names[index])
-            rows.append((images[content, "content"], tuple(images[s, "style"] for s in styles), masks))
+            rows.append((images[content, "content"], tuple(images[s, "style"] for s in styles), masks, init))
         if not rows:
             return PairBatch((), step, steps, torch.zeros(0, 3, 1, 1), skipped=tuple(skipped))
-        contents, styles, masks = zip(*rows)
+        contents, styles, masks, inits = zip(*rows, strict=True)
         return PairBatch(tuple(names), step, steps, torch.stack(contents), list(styles),
-                         [self.style_weights] * len(rows), None if masks[0] is None else torch.stack(masks),
-                         tuple(skipped))
+                         [self.style_weights] * len(rows), _stacked(masks), _stacked(inits), tuple(skipped))
 
     def masks_for(self, images: dict, size: tuple[int, int]) -> Tensor | None:
         """``(R, H, W)`` masks at a content's size: grey levels (the mean of R, G, B) in ``[0, 1]``."""
@@ -117,3 +149,7 @@ class PairFiles:
                 raise StyleTransferError(f"mask {path}: black everywhere, so its style would be painted nowhere")
             masks.append(F.interpolate(mask[None], size=size, mode="bilinear", antialias=True)[0, 0].clamp(0, 1))
         return torch.stack(masks)
+
+
+def _stacked(tensors: tuple[Tensor | None, ...]) -> Tensor | None:
+    return None if tensors[0] is None else torch.stack(tensors)

@@ -38,38 +38,43 @@ class Plan:
         """``(batch number, step within the batch)`` of every process at global step ``step``."""
         return divmod(step - self.base, self.steps)
 
-    def _rounds(self, step: int) -> int:
+    def rounds_done(self, step: int) -> int:
         """How many batches each process has finished before global step ``step``."""
         return max(0, min((step - self.base) // self.steps, len(self.batches[0])))
 
-    def finished(self, step: int) -> list[int]:
+    def pairs_done(self, step: int) -> list[int]:
         """The pairs of every process's batches finished before global step ``step``."""
-        rounds = self._rounds(step)
+        rounds = self.rounds_done(step)
         return sorted(pair for rank in self.batches for batch in rank[:rounds] for pair in batch)
 
-    def finished_count(self, step: int) -> int:
-        """``len(finished(step))``, without listing the pairs (the progress bar asks at every step)."""
-        return self._counts[self._rounds(step)]
+    def count_done(self, step: int) -> int:
+        """``len(pairs_done(step))``, without listing the pairs (the progress bar asks at every step)."""
+        return self._counts[self.rounds_done(step)]
 
     @cached_property
     def _counts(self) -> list[int]:
         counts = [0]
-        for round_ in zip(*self.batches):
+        for round_ in zip(*self.batches, strict=True):
             counts.append(counts[-1] + sum(len(batch) for batch in round_))
         return counts
 
+    @classmethod
+    def deal(cls, shapes: Sequence[tuple[int, int]], batch_size: int, world: int, steps: int, base: int = 0) -> "Plan":
+        """Group the pairs by image shape into batches of at most ``batch_size`` and deal them to ``world``
+        processes.
 
-def plan(shapes: Sequence[tuple[int, int]], batch_size: int, world: int, steps: int, base: int = 0) -> Plan:
-    """Group the pairs by image shape into batches of at most ``batch_size`` and deal them to ``world`` processes.
+        Within a shape, batches have sizes that differ by at most one. While the number of batches is not a
+        multiple of ``world``, the largest batch is split in two (smaller batches cost less per step, so the
+        processes finish together); only when every batch holds a single pair does a process idle. Batch ``k``
+        goes to process ``k mod world``. Pair order within a batch follows the input order.
 
-    Within a shape, batches have sizes that differ by at most one. While the number of batches is not a multiple
-    of ``world``, the largest batch is split in two (smaller batches cost less per step, so the processes finish
-    together); only when every batch holds a single pair does a process idle. Batch ``k`` goes to process
-    ``k mod world``. Pair order within a batch follows the input order.
+        >>> Plan.deal([(4, 4)] * 5, batch_size=2, world=2, steps=10).batches
+        (((0,), (2, 3)), ((1,), (4,)))
+        """
+        return cls(_deal(shapes, batch_size, world), steps, base)
 
-    >>> plan([(4, 4)] * 5, batch_size=2, world=2, steps=10).batches
-    (((0,), (2, 3)), ((1,), (4,)))
-    """
+
+def _deal(shapes: Sequence[tuple[int, int]], batch_size: int, world: int) -> tuple[tuple[Batch, ...], ...]:
     groups: dict[tuple[int, int], list[int]] = {}
     for index, shape in enumerate(shapes):
         groups.setdefault(tuple(shape), []).append(index)
@@ -88,4 +93,4 @@ def plan(shapes: Sequence[tuple[int, int]], batch_size: int, world: int, steps: 
         half = (len(batch) + 1) // 2
         batches[k : k + 1] = [batch[:half], batch[half:]]
     batches += [()] * (-len(batches) % world)
-    return Plan(tuple(tuple(batches[rank::world]) for rank in range(world)), steps, base)
+    return tuple(tuple(batches[rank::world]) for rank in range(world))

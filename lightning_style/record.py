@@ -7,6 +7,7 @@ files, the options that change a result, and the steps taken. Reading it opens t
 Half-optimised images only ever go to ``<dir>/partial/``.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -133,8 +134,6 @@ class Record:
         replace_atomically(path, lambda file: image.save(file, format="PNG", pnginfo=info))
         if not partial:  # its partial image goes, and the folder with the last one
             for remove in (self.partial_path(name).unlink, self.partial_path(name).parent.rmdir):
-                try:
+                with contextlib.suppress(OSError):  # not there, other partial images in the folder, or no folder
                     remove()
-                except OSError:
-                    pass  # not there, other partial images in the folder, or no folder
         return path

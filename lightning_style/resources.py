@@ -90,4 +90,5 @@ def check_memory(
         fix = "--data.image_size" + ("" if features.checkpointing else
                                                ", --model.checkpointing true (about 40% less memory)")
     where = "on the GPU" if device.type == "cuda" else "in memory"
-    raise StyleTransferError(f"this run needs about {gb(need)} {where} ({cause}) but {gb(free)} are free; use a smaller {fix}")
+    raise StyleTransferError(f"this run needs about {gb(need)} {where} ({cause}) but {gb(free)} are free; use a "
+                             f"smaller {fix}")

@@ -21,8 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .losses import (covariance, gaussian_wasserstein, gram_matrix, moments, position_weights, region_masks, sliced_wasserstein,
-                     sqrtm, style_loss)
+from .losses import (
+    covariance,
+    gaussian_wasserstein,
+    gram_matrix,
+    moments,
+    position_weights,
+    region_masks,
+    sliced_wasserstein,
+    sqrtm,
+    style_loss,
+)
 
 StyleLossName = Literal["gram", "wasserstein", "sliced"]
 
@@ -58,7 +67,7 @@ class GramLoss(StyleLoss):
     """The Gram matrix of Gatys et al. (see :func:`~lightning_style.losses.style_loss`)."""
 
     def target(self, activations: Sequence[Tensor], weights: Sequence[float]) -> dict[str, Tensor]:
-        return {"gram": sum(w * gram_matrix(a)[0] for w, a in zip(weights, activations))}
+        return {"gram": sum(w * gram_matrix(a)[0] for w, a in zip(weights, activations, strict=True))}
 
     def __call__(self, features: Tensor, target: dict[str, Tensor], masks: Tensor | None, seed: int = 0) -> Tensor:
         gram = target["gram"] if masks is not None else target["gram"][:, 0]
@@ -72,8 +81,8 @@ class WassersteinLoss(StyleLoss):
 
     def target(self, activations: Sequence[Tensor], weights: Sequence[float]) -> dict[str, Tensor]:
         stats = [moments(a, position_weights(a)) for a in activations]
-        mean = sum(w * m[0, 0] for w, (m, _) in zip(weights, stats))
-        second = sum(w * s[0, 0] for w, (_, s) in zip(weights, stats))
+        mean = sum(w * m[0, 0] for w, (m, _) in zip(weights, stats, strict=True))
+        second = sum(w * s[0, 0] for w, (_, s) in zip(weights, stats, strict=True))
         cov = covariance(mean, second)
         return {"mean": mean, "cov_sqrt": sqrtm(cov), "cov_trace": cov.diagonal().sum(),
                 "energy": second.diagonal().sum()}
@@ -99,7 +108,7 @@ class SlicedLoss(StyleLoss):
 
     def target(self, activations: Sequence[Tensor], weights: Sequence[float]) -> dict[str, Tensor]:
         samples = torch.cat([a[0].flatten(1).T.float() for a in activations])  # (M, C)
-        share = torch.cat([w * position_weights(a)[0, 0] for a, w in zip(activations, weights)])
+        share = torch.cat([w * position_weights(a)[0, 0] for a, w in zip(activations, weights, strict=True)])
         share = share / share.sum()
         return {"samples": samples, "weights": share, "energy": (share @ samples.pow(2).sum(1)) / samples.shape[1]}
 
@@ -109,7 +118,9 @@ class SlicedLoss(StyleLoss):
                     "weights": F.pad(t["weights"], (0, longest - t["weights"].shape[0])),  # weight 0: padding
                     "energy": t["energy"]} for t in pair] for pair in targets]
         stacked = super().stack(padded)
-        if all(t["samples"].shape[0] == longest and bool((t["weights"] == t["weights"][0]).all()) for pair in targets for t in pair):
+        alike = (t["samples"].shape[0] == longest and bool((t["weights"] == t["weights"][0]).all())
+                 for pair in targets for t in pair)
+        if all(alike):
             del stacked["weights"]  # every sample alike: the fast path of sliced_wasserstein
         return stacked
 

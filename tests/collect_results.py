@@ -12,8 +12,8 @@ class SaveFinished(Callback):
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         folder = Path(os.environ["LIGHTNING_STYLE_TEST_RESULTS"])
         folder.mkdir(parents=True, exist_ok=True)
-        for name, image in pl_module.finished:
-            torch.save(image.cpu().clone(), folder / f"{name}.pt")
+        for pair in pl_module.result or ():
+            torch.save(pair.image.cpu().clone(), folder / f"{pair.name}.pt")
 
 
 def load_results(folder: Path) -> dict[str, torch.Tensor]:

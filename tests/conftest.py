@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from lightning_style import PairDataModule, StyleTransfer
+from lightning_style.batch import PairResult
 from lightning_style.callbacks import ImageWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,18 +54,24 @@ def hed_weights() -> Path:
 
 
 class Collect(pl.Callback):
-    """Keeps every finished pair's image (float, as the module made it), by pair name: ``collected(trainer)``."""
+    """Keeps every finished pair's published result (:class:`~lightning_style.batch.PairResult`), by pair name."""
 
     def __init__(self) -> None:
-        self.images: dict[str, torch.Tensor] = {}
+        self.results: dict[str, PairResult] = {}
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-        self.images.update((name, image.cpu().clone()) for name, image in pl_module.finished)
+        if pl_module.result is not None:
+            self.results.update((pair.name, pair) for pair in pl_module.result)
+
+
+def results(trainer: pl.Trainer) -> dict[str, PairResult]:
+    """The finished pairs of a ``fit()`` run, as the module published them."""
+    return next(c for c in trainer.callbacks if isinstance(c, Collect)).results
 
 
 def collected(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
-    """The finished pairs' images of a ``fit()`` run."""
-    return next(c for c in trainer.callbacks if isinstance(c, Collect)).images
+    """The finished pairs' images of a ``fit()`` run (float, as the module made them)."""
+    return {name: pair.image.cpu().clone() for name, pair in results(trainer).items()}
 
 
 def fit(
@@ -81,6 +88,7 @@ def fit(
     masks: list[str] | None = None,
     ckpt_path: str | None = None,
     seed: int = 0,
+    init_image: str | None = None,
     trainer_kwargs: dict | None = None,
     model: StyleTransfer | None = None,
     callbacks: tuple = (),
@@ -90,9 +98,9 @@ def fit(
     ``max_steps`` an overall cap (a run stopped early, to resume)."""
     pl.seed_everything(seed, verbose=False)
     if model is None:
-        model = StyleTransfer(**{"backbone": "vgg16", "weights": None, "steps": steps, **model_kwargs})
+        model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
     data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_weights=style_weights,
-                          masks=masks, batch_size=batch_size, steps=model.hparams.steps)
+                          masks=masks, batch_size=batch_size, steps=steps, init=init_image)
     trainer = pl.Trainer(
         **{
             "accelerator": "cpu",
@@ -108,6 +116,25 @@ def fit(
     )
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     return model, trainer
+
+
+def resumed_and_straight(out: Path, content, style, *, stop_at: int, **kwargs) -> tuple[tuple, tuple]:
+    """The same ``fit`` twice: stopped at global step ``stop_at`` (``last.ckpt`` saved there) and resumed from that
+    checkpoint, and straight through: ``((resumed model, its trainer), (straight model, its trainer))``."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    fit(out / "first", content, style, max_steps=stop_at, callbacks=[ModelCheckpoint(out / "ckpt", save_last=True)],
+        **kwargs)
+    resumed = fit(out / "resumed", content, style, ckpt_path=str(out / "ckpt" / "last.ckpt"), **kwargs)
+    return resumed, fit(out / "straight", content, style, **kwargs)
+
+
+def assert_same_results(trainer: pl.Trainer, other: pl.Trainer, atol: float = 1e-6) -> None:
+    """Both runs published the same pairs with the same images (to ``atol``)."""
+    mine, theirs = results(trainer), results(other)
+    assert sorted(mine) == sorted(theirs) and mine
+    for name, pair in mine.items():
+        torch.testing.assert_close(pair.image, theirs[name].image, atol=atol, rtol=0)
 
 
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import ROOT, run_main
+from conftest import ROOT, run_cli, run_main
 
 DEBUG = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml"]
 
@@ -30,7 +30,8 @@ def test_fit_writes_the_stylised_png(tmp_path, in_repo, capsys):
     assert "5/5" in out.out and "train/loss=" in out.out and "pairs=1/1" in out.out  # step k/N, loss, pairs
     assert "this run: 1 pair in" in out.out and "the job: 1 of 1 done" in out.out and "to go on" not in out.out
     rows = metrics(tmp_path)
-    assert {"train/loss", "train/content", "train/style", "train/style/relu5_1", "train/tv", "quality/final_ssim"} <= set(rows[0])
+    logged = {"train/loss", "train/content", "train/style", "train/style/relu5_1", "train/tv", "quality/final_ssim"}
+    assert logged <= set(rows[0])
     assert [row["step"] for row in rows if row["train/loss"]] == ["0", "1", "2", "3", "4"]
     # Every file of the run under --output.dir: the image, the checkpoint, the logs (with the resolved config)
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["checkpoints", "chelsea__swirls.png", "logs"]
@@ -42,25 +43,43 @@ def test_without_a_config_file_the_defaults_are_configs_default_yaml(in_repo, ca
     defaults = yaml.safe_load(capsys.readouterr().out)
     assert run_main("fit", "--config", "configs/default.yaml", "--print_config")[0] in (0, None)
     assert yaml.safe_load(capsys.readouterr().out) == defaults
-    assert defaults["trainer"]["max_epochs"] == -1 and defaults["model"]["steps"] == 500  # not Lightning's 1000 epochs
+    assert defaults["trainer"]["max_epochs"] == -1 and defaults["data"]["steps"] == 500  # not Lightning's 1000 epochs
     assert defaults["data"]["content"] == "examples/content/chelsea.png" and defaults["seed_everything"] == 0
 
 
 def test_the_defaults_name_the_example_images_away_from_the_repository(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _ = run_main("fit")
-    assert code == ("lightning-style: error: --data.content: the default, examples/content/chelsea.png, is not here: it "
-                    "ships with the lightning-style repository (run from its root), or give your own image")
+    assert code == ("lightning-style: error: --data.content: the default, examples/content/chelsea.png, is not here: "
+                    "it ships with the lightning-style repository (run from its root), or give your own image")
 
 
 @pytest.mark.parametrize("config", sorted(path.name for path in (ROOT / "configs").glob("*.yaml")))
-def test_every_config_parses(config, monkeypatch, capsys):
+def test_every_config_runs(config, tmp_path, monkeypatch, capsys):
+    """Each shipped config, after the defaults as the README composes them, with random weights and 2 steps on the
+    CPU: it parses, its classes are built, and it writes its result (a W&B config: an offline run, in a process of
+    its own, as W&B's service outlives a run in the process that started it)."""
     monkeypatch.chdir(ROOT)
-    code, _ = run_main("fit", "--config", f"configs/{config}", "--print_config")
-    assert code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert {"trainer", "model", "data", "output", "images"} <= set(printed)
-    assert "steps" in printed["model"] and "steps" not in printed["data"]  # one option: the data takes the model's
+    # multi_gpu.yaml: one process of it (its DDP with two is tested apart), in a process of its own, as DDP leaves
+    # its process group and MASTER_PORT behind in the process that ran it.
+    cpu = ["--trainer.devices", "1"] if config == "multi_gpu.yaml" else []
+    size = "100" if config == "pyramid.yaml" else "64"  # three levels need 64 px on the coarsest's short side
+    args = ["fit", "--config", "configs/default.yaml", "--config", f"configs/{config}", "--model.weights", "null",
+            "--model.backbone", "vgg16", "--trainer.accelerator", "cpu", *cpu, "--data.steps", "2", "--data.image_size",
+            size, "--trainer.enable_progress_bar", "false", *redirect(tmp_path)]
+    if config in ("wandb.yaml", "multi_gpu.yaml"):
+        result = run_cli(*args, env={"WANDB_MODE": "offline"})
+        code, out = result.returncode, result.stdout
+        assert code == 0, result.stderr[-2000:]
+        if config == "wandb.yaml":
+            assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    else:
+        code, _ = run_main(*args)
+        out = capsys.readouterr().out
+    assert code == 0
+    assert list((tmp_path / "out").glob("*.png")) and "the job: " in out
+    printed = run_main("fit", "--config", "configs/default.yaml", "--config", f"configs/{config}", "--print_config")
+    assert printed[0] in (0, None) and "steps" not in yaml.safe_load(capsys.readouterr().out)["model"]
 
 
 @pytest.fixture
@@ -71,14 +90,14 @@ def in_repo(monkeypatch):
 
 @pytest.mark.parametrize("config", ["lbfgs.yaml", "fast.yaml"])
 def test_lbfgs_from_the_command_line(tmp_path, in_repo, config):
-    assert run_main(*DEBUG, "--config", f"configs/{config}", "--model.steps", "4", *redirect(tmp_path))[0] == 0
+    assert run_main(*DEBUG, "--config", f"configs/{config}", "--data.steps", "4", *redirect(tmp_path))[0] == 0
     losses = [float(row["train/loss"]) for row in metrics(tmp_path) if row["train/loss"]]
     assert len(losses) == 4 and losses[-1] < losses[0]
 
 
 def test_masks_and_pyramid_from_the_command_line(tmp_path, in_repo):
-    code, _ = run_main(*DEBUG, "--config", "configs/masks.yaml", "--config", "configs/pyramid.yaml", "--data.image_size",
-                       "128", "--model.level_steps", "1", "--model.steps", "3", *redirect(tmp_path))
+    code, _ = run_main(*DEBUG, "--config", "configs/masks.yaml", "--config", "configs/pyramid.yaml",
+                       "--data.image_size", "128", "--model.level_steps", "1", "--data.steps", "3", *redirect(tmp_path))
     assert code == 0
     with Image.open(tmp_path / "out" / "chelsea__swirls+embers.png") as image:
         assert image.size == (128, 85)
@@ -114,18 +133,25 @@ def bad_input(case: str, tmp_path: Path) -> tuple[list[str], str]:
         return ["--data.content", str(tmp_path / "huge.png")], r"content .*huge.png: too large, refused before decoding"
     return {
         "missing": (["--data.content", "no/such/photo.jpg"], r"content no/such/photo.jpg: no such file"),
-        "unknown-layer": (["--model.content_layers", "[relu9_9]"], r"unknown vgg16 layer 'relu9_9'"),
-        "too-small": (["--data.image_size", "8"], rf"content {photo}: 8x5 px once resized, .* at least 16 px"),
-        "zero-size": (["--data.image_size", "0"], r"--data.image_size must be a positive number of pixels, got 0"),
-        "negative-weight": (["--model.style_weight", "-1"], r"--model.style_weight must be a finite number >= 0, got -1.0"),
+        "unknown-layer": (["--model.content_layers", "[relu9_9]"],
+                          r"VGGFeatures\(layers=\['relu9_9', .*\]\) names an unknown vgg16 layer, relu9_9"),
+        "too-small": (["--data.image_size", "8"],
+                      rf"--data.image_size 8 makes content {photo} 8x5 px, .* at least 16 px"),
+        "zero-size": (["--data.image_size", "0"], r"--data.image_size 0 must be a whole number >= 1"),
+        "negative-weight": (["--model.style_weight", "-1"], r"--model.style_weight -1.0 must be a finite number >= 0"),
         "zip-lengths": (["--data.content", "examples/content", "--data.pairing", "zip",
                          "--data.style", f"[examples/style/swirls.png, {photo}, {photo}]"],
-                        r"--data.pairing zip needs as many content as style images, got 2 and 3"),
-        "bad-weights": (["--model.weights", "pyproject.toml"], r"weights file pyproject.toml is not a PyTorch state_dict"),
-        "output-not-writable": (["--output.dir", "pyproject.toml/out"], r"--output.dir pyproject.toml/out: cannot write there"),
-        "pyramid-too-small": (["--model.levels", "3"], rf"content {photo}: 64x43 px once resized, .*--model.levels.* at least 64 px"),
-        "mask-shape": (["--config", "configs/masks.yaml", "--data.masks", "[examples/style/swirls.png, examples/masks/right.png]"],
-                       rf"mask examples/style/swirls.png: .* but content {photo} is 451x300 px: a mask needs the content's aspect ratio"),
+                        r"--data.pairing zip needs as many content as style images \(or one of either\), got 2 and 3"),
+        "bad-weights": (["--model.weights", "pyproject.toml"],
+                        r"weights file pyproject.toml is not a PyTorch state_dict"),
+        "output-not-writable": (["--output.dir", "pyproject.toml/out"],
+                                r"--output.dir pyproject.toml/out cannot write there"),
+        "pyramid-too-small": (["--model.levels", "3"],
+                              rf"--data.image_size 64 makes content {photo} 64x43 px, .*levels.* at least 64 px"),
+        "mask-shape": (["--config", "configs/masks.yaml",
+                        "--data.masks", "[examples/style/swirls.png, examples/masks/right.png]"],
+                       rf"mask examples/style/swirls.png: .* but content {photo} is 451x300 px: "
+                       r"a mask needs the content's aspect ratio"),
     }[case]
 
 
@@ -139,7 +165,8 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, case, monkeypatch
     args, message = bad_input(case, tmp_path / "in")
     monkeypatch.chdir(ROOT)
     code, _ = run_main(*DEBUG, *redirect(tmp_path), *args)  # in-process: the same main() as the console script
-    assert isinstance(code, str) and "\n" not in code and re.fullmatch(f"lightning-style: error: {message}.*", code), code
+    assert isinstance(code, str) and "\n" not in code, code
+    assert re.fullmatch(f"lightning-style: error: {message}.*", code), code
     assert not (tmp_path / "out").exists()
 
 
@@ -177,11 +204,13 @@ def test_python_dash_m_and_help():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "lightning_style", "fit", "--help"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "lightning_style", "fit", "--help"], cwd=ROOT, capture_output=True,
+                            text=True)
     assert result.returncode == 0
     text = result.stdout
     where = lambda option: text.index(f"\n  {option}")  # where the option is documented
-    assert text.index("Examples:") < where("--data.content") < where("--model.backbone") < where("--trainer.accelerator")
+    assert (text.index("Examples:") < where("--data.content") < where("--model.backbone")
+            < where("--trainer.accelerator"))
     assert text[: where("--data.content")].count("\n") < 40  # on the first screen, not after the Trainer's 400 lines
     for option in ["--model.style_weight", "--data.pairing", "--output.dir", "--model.optimizer", "--ckpt_path"]:
         assert option in text
@@ -195,5 +224,6 @@ def test_a_missing_photo_is_found_before_any_weights_are_fetched(tmp_path, in_re
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     for variable in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"]:
         monkeypatch.setenv(variable, "http://127.0.0.1:9")  # a download would fail, with another message
-    assert run_main("fit", "--data.content", "nothere.jpg")[0] == "lightning-style: error: content nothere.jpg: no such file"
+    code, _ = run_main("fit", "--data.content", "nothere.jpg")
+    assert code == "lightning-style: error: content nothere.jpg: no such file"
     assert not (tmp_path / "hub").exists()

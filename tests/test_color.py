@@ -1,22 +1,14 @@
-import doctest
-
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from lightning_style import color
-from lightning_style.color import _RGB_TO_YIQ, keep_content_colours, match_colours
+from lightning_style.color import keep_content_colours, match_colours, to_yiq
 from lightning_style.losses import gram_matrix
 
-from conftest import fit
+from conftest import fit, results
 
-
-def yiq(image):
-    return torch.einsum("ij,jhw->ihw", _RGB_TO_YIQ, image)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(color)
-    assert result.attempted >= 1 and result.failed == 0
+yiq = to_yiq
 
 
 def test_luminance_from_the_result_colour_from_the_content():
@@ -35,18 +27,27 @@ def test_matched_style_has_the_content_colour_statistics():
     matched = match_colours(style, content)
     flat = lambda image: image.reshape(3, -1)
     torch.testing.assert_close(flat(matched).mean(1), flat(content).mean(1), atol=1e-3, rtol=0)
-    torch.testing.assert_close(torch.cov(flat(matched), correction=0), torch.cov(flat(content), correction=0), atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.cov(flat(matched), correction=0), torch.cov(flat(content), correction=0),
+                               atol=1e-3, rtol=0)
     assert matched.shape == style.shape
 
 
 @pytest.mark.parametrize("mode", ["luminance", "histogram"])
 def test_preserve_color_in_a_run(tmp_path, images, mode):
-    model, _ = fit(tmp_path, images["content"], images["style"], steps=2, preserve_color=mode)
-    content, style = model.contents[0], model.styles[0][0]
-    (name, written), = model.results()
-    if mode == "luminance":
-        torch.testing.assert_close(yiq(written)[1:], yiq(content)[1:], atol=0.02, rtol=0)
-        assert not torch.equal(written, model.images[0].detach())
-    else:
-        features = model.features(match_colours(style, content)[None])
-        torch.testing.assert_close(dict(model.objective.named_buffers())["gram_relu1_1_x1"][:, 0], gram_matrix(features["relu1_1"]))
+    """Two contents in one batch: each result (as published and as written) takes its own content's colours."""
+    model, trainer = fit(tmp_path, [images["content"], images["content2"]], images["style"], steps=2,
+                         preserve_color=mode)
+    pairs = results(trainer)
+    assert model.run.names == ("photo__paint", "photo2__paint")  # one batch
+    for row, name in enumerate(model.run.names):
+        pair = pairs[name]
+        if mode == "luminance":
+            torch.testing.assert_close(yiq(pair.image)[1:], yiq(pair.content)[1:], atol=0.02, rtol=0)
+            assert not torch.equal(pair.image, model.images[row].detach())
+            pixels = np.asarray(Image.open(tmp_path / "images" / f"{name}.png"))
+            written = torch.from_numpy(pixels).permute(2, 0, 1) / 255
+            torch.testing.assert_close(written, pair.image, atol=1 / 255, rtol=0)
+        else:
+            features = model.features(match_colours(pair.styles[0], pair.content)[None])
+            torch.testing.assert_close(model.run.objective.style_target("relu1_1")["gram"][row, 0],
+                                       gram_matrix(features["relu1_1"])[0])

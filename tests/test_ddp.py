@@ -58,17 +58,17 @@ def assert_same_pairs(a: dict, b: dict) -> None:
 
 
 def test_adam_two_processes_equal_one_and_resume_on_one(tmp_path, seven_pairs):
-    one = fit(tmp_path, "one", 1, *seven_pairs, "--model.steps", "4")
-    two = fit(tmp_path, "two", 2, *seven_pairs, "--model.steps", "4")
+    one = fit(tmp_path, "one", 1, *seven_pairs, "--data.steps", "4")
+    two = fit(tmp_path, "two", 2, *seven_pairs, "--data.steps", "4")
     assert len(one) == 7 and not torch.equal(one["p0__paint"], one["p1__paint"])  # none dropped, none done twice
     assert_same_pairs(two, one)
     assert sorted(path.name for path in (tmp_path / "two" / "out").iterdir()) == [
         "checkpoints", "logs", *(f"p{k}__paint.png" for k in range(7))]
 
     # Stopped after 2 of 4 steps on two processes, resumed on one: the batches in progress start again there.
-    fit(tmp_path, "half", 2, *seven_pairs, "--model.steps", "4", "--trainer.max_steps", "2")
+    fit(tmp_path, "half", 2, *seven_pairs, "--data.steps", "4", "--trainer.max_steps", "2")
     last = tmp_path / "half/out/checkpoints/last.ckpt"
-    resumed = fit(tmp_path, "half", 1, *seven_pairs, "--model.steps", "4", "--ckpt_path", str(last))
+    resumed = fit(tmp_path, "half", 1, *seven_pairs, "--data.steps", "4", "--ckpt_path", str(last))
     assert_same_pairs(resumed, one)
 
 
@@ -78,7 +78,7 @@ def test_lbfgs_two_processes_equal_one(tmp_path, real_weights):
     # the same batches (three shapes: a batch each) and the same thread count, sharding must change nothing.
     for seed, size in [(1, (48, 40)), (2, (40, 56)), (3, (56, 32))]:
         write_image(tmp_path / "contents" / f"photo{seed}.png", size=size, seed=seed)
-    lbfgs = ["--data.content", str(tmp_path / "contents"), "--config", "configs/lbfgs.yaml", "--model.steps", "4",
+    lbfgs = ["--data.content", str(tmp_path / "contents"), "--config", "configs/lbfgs.yaml", "--data.steps", "4",
              *real_weights]
     two = fit(tmp_path, "two", 2, *lbfgs, env={"OMP_NUM_THREADS": "1"})
     threads = torch.get_num_threads()
@@ -94,5 +94,5 @@ def test_lbfgs_two_processes_equal_one(tmp_path, real_weights):
 
 def test_more_processes_than_pairs(tmp_path, real_weights):
     write_image(tmp_path / "photo.png", seed=1)
-    only = ["--data.content", str(tmp_path / "photo.png"), "--model.steps", "3", *real_weights]
+    only = ["--data.content", str(tmp_path / "photo.png"), "--data.steps", "3", *real_weights]
     assert_same_pairs(fit(tmp_path, "two", 2, *only), fit(tmp_path, "one", 1, *only))

@@ -38,14 +38,16 @@ def test_mixed_precision_is_finite_and_close_to_full_precision(tmp_path, hed_wei
 def test_gradient_clipping_is_refused(tmp_path, images):
     from lightning_style import StyleTransferError
 
-    with pytest.raises(StyleTransferError, match=r"Trainer\(gradient_clip_val=0.5\): clipping the gradient of a batch would tie its pairs"):
+    with pytest.raises(StyleTransferError,
+                       match=r"^Trainer\(gradient_clip_val=0.5\) would tie a batch's pairs together"):
         fit(tmp_path, images["content"], images["style"], trainer_kwargs={"gradient_clip_val": 0.5})
 
 
 def test_half_precision_images_are_refused(tmp_path, images):
     from lightning_style import StyleTransferError
 
-    with pytest.raises(StyleTransferError, match=r"Trainer\(precision='bf16-true'\) would store the images in low precision"):
+    with pytest.raises(StyleTransferError,
+                       match=r"Trainer\(precision='bf16-true'\) would store the images in low precision"):
         fit(tmp_path, images["content"], images["style"], trainer_kwargs={"precision": "bf16-true"})
 
 
@@ -57,10 +59,13 @@ def test_non_finite_loss_stops_with_the_last_good_image_and_checkpoint(tmp_path,
     # A weight too large for float32 overflows the loss to inf at the first step. Another weight changes the result,
     # so the batch in progress starts again; its first step is found bad at step 3's checkpoint, before anything is
     # saved: the images go back to the batch's starting ones, which are no result, so nothing is written.
-    with pytest.warns(UserWarning, match=r"start again \(photo__paint: style_weight 100.0 -> 1e\+39\)"):
-        with pytest.raises(NonFiniteError, match=r"train/\w+ became NaN or infinite between global steps 2 and 3; stopped with the images of step 2"):
-            fit(tmp_path, images["content"], images["style"], steps=4, ckpt_path=str(last), style_weight=1e39,
-                callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)])
+    with (
+        pytest.warns(UserWarning, match=r"start again \(photo__paint: style_weight 100.0 -> 1e\+39\)"),
+        pytest.raises(NonFiniteError, match=r"train/\w+ became NaN or infinite between global steps 2 and 3; "
+                                            r"stopped with the images of step 2"),
+    ):
+        fit(tmp_path, images["content"], images["style"], steps=4, ckpt_path=str(last), style_weight=1e39,
+            callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)])
     assert last.read_bytes() == saved and partial.read_bytes() == first
     assert not (tmp_path / "images" / "photo__paint.png").exists()
 
@@ -84,7 +89,8 @@ def test_a_failed_write_leaves_the_existing_output_intact(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, devices", [(signal.SIGINT, 1), (signal.SIGTERM, 2)], ids=["ctrl-c", "sigterm-to-the-first-of-2"])
+@pytest.mark.parametrize("signum, devices", [(signal.SIGINT, 1), (signal.SIGTERM, 2)],
+                         ids=["ctrl-c", "sigterm-to-the-first-of-2"])
 def test_a_signal_stops_after_the_step_with_a_checkpoint_a_summary_and_partial_images(tmp_path, signum, devices):
     """The signal goes to the first process only (``kill PID``, ``timeout``, ``docker stop``): every process stops
     at the same step, the checkpoint holds the batches in progress, their images go to partial/ and nothing
@@ -96,7 +102,8 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_a_summary_and_partial_i
     with open(log, "w") as stderr, open(printed, "w") as stdout:  # files, not pipes that nobody reads meanwhile
         process = subprocess.Popen(
             [str(script), "fit", "--config", "configs/debug.yaml", "--data.content", "examples/content",
-             "--model.steps", "100000", "--trainer.callbacks+=StepCheckpoint", "--trainer.callbacks.every_n_train_steps", "2",
+             "--data.steps", "100000", "--trainer.callbacks+=StepCheckpoint",
+             "--trainer.callbacks.every_n_train_steps", "2",
              "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
              "--output.dir", str(out)],
             cwd=ROOT, stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONFAULTHANDLER": "1"},

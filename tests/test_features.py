@@ -15,11 +15,12 @@ PAPER_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"
 def test_layer_names_match_torchvision_indices(backbone, indices):
     names = layer_names(getattr(torchvision.models, backbone)().features)
     assert [names.index(layer) for layer in PAPER_LAYERS] == indices
-    assert names[:3] == (["conv1_1", "bn1_1", "relu1_1"] if backbone.endswith("_bn") else ["conv1_1", "relu1_1", "conv1_2"])
+    assert names[:3] == (["conv1_1", "bn1_1", "relu1_1"] if backbone.endswith("_bn")
+                         else ["conv1_1", "relu1_1", "conv1_2"])
 
 
 def test_frozen_truncated_and_out_of_the_state_dict():
-    features = VGGFeatures(["relu1_1", "relu4_2"], "vgg19_bn", weights=None)
+    features = VGGFeatures(["relu1_1", "relu4_2"], backbone="vgg19_bn", weights=None)
     assert len(features.net) == 33 and features.names[-1] == "relu4_2"
     assert list(features.parameters()) == []
     assert features.state_dict() == {}
@@ -40,7 +41,7 @@ def test_matches_torchvision_with_the_same_weights(tmp_path):
     normalised = torchvision.transforms.functional.normalize(images, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     expected = reference.features[:21].eval()(normalised)  # up to relu4_2
     for path in ["whole.pth", "features.pth"]:
-        features = VGGFeatures(["relu4_2"], "vgg16", weights=str(tmp_path / path))
+        features = VGGFeatures(["relu4_2"], backbone="vgg16", weights=str(tmp_path / path))
         torch.testing.assert_close(features(images)["relu4_2"], expected)
 
 
@@ -51,26 +52,26 @@ def test_batchnorm_folded_into_the_convs_gives_torchvision_vgg19_bn_outputs(tmp_
             module.running_mean.normal_(0, 0.5), module.running_var.uniform_(0.5, 2)
             module.weight.data.uniform_(0.5, 1.5), module.bias.data.normal_(0, 0.2)
     torch.save(reference.state_dict(), tmp_path / "vgg19_bn.pth")
-    features = VGGFeatures(PAPER_LAYERS, "vgg19_bn", weights=str(tmp_path / "vgg19_bn.pth"))
+    features = VGGFeatures(PAPER_LAYERS, backbone="vgg19_bn", weights=str(tmp_path / "vgg19_bn.pth"))
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in features.modules())
     images = torch.rand(2, 3, 32, 32)
     x = torchvision.transforms.functional.normalize(images, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     out, names = features(images), layer_names(reference.features)
     with torch.no_grad():
-        for name, layer in zip(names, reference.features.eval()):
+        for name, layer in zip(names, reference.features.eval(), strict=True):
             x = layer(x)
             if name in PAPER_LAYERS:
                 torch.testing.assert_close(out[name], x, atol=1e-4, rtol=1e-4)
     # a tapped conv keeps its BatchNorm (frozen, mode-free), so that its output is the conv's
-    kept = VGGFeatures(["conv2_1", "relu2_1"], "vgg19_bn", weights=str(tmp_path / "vgg19_bn.pth"))
+    kept = VGGFeatures(["conv2_1", "relu2_1"], backbone="vgg19_bn", weights=str(tmp_path / "vgg19_bn.pth"))
     assert isinstance(kept.net[kept.names.index("bn2_1")], torchvision.ops.FrozenBatchNorm2d)
     x = reference.features[:10].eval()(torchvision.transforms.functional.normalize(images, IMAGENET_MEAN, IMAGENET_STD))
     torch.testing.assert_close(kept.train()(images)["relu2_1"], x, atol=1e-4, rtol=1e-4)
 
 
 def test_checkpointing_gives_the_same_outputs_and_gradients():
-    plain = VGGFeatures(PAPER_LAYERS, "vgg19_bn", weights=None)
-    checkpointed = VGGFeatures(PAPER_LAYERS, "vgg19_bn", weights=None, checkpointing=True)
+    plain = VGGFeatures(PAPER_LAYERS, backbone="vgg19_bn", weights=None)
+    checkpointed = VGGFeatures(PAPER_LAYERS, backbone="vgg19_bn", weights=None, checkpointing=True)
     checkpointed.net = plain.net  # the same random weights
     gradients = []
     for features in (plain, checkpointed):
@@ -85,9 +86,9 @@ def test_checkpointing_gives_the_same_outputs_and_gradients():
 
 def test_channels_last_gives_the_same_outputs():
     torch.manual_seed(0)
-    plain = VGGFeatures(PAPER_LAYERS, "vgg16", weights=None)
+    plain = VGGFeatures(PAPER_LAYERS, backbone="vgg16", weights=None)
     torch.manual_seed(0)
-    nhwc = VGGFeatures(PAPER_LAYERS, "vgg16", weights=None, channels_last=True)
+    nhwc = VGGFeatures(PAPER_LAYERS, backbone="vgg16", weights=None, channels_last=True)
     assert nhwc.net[0].weight.is_contiguous(memory_format=torch.channels_last)
     images = torch.rand(1, 3, 32, 32)
     for name, value in nhwc(images).items():
@@ -95,28 +96,46 @@ def test_channels_last_gives_the_same_outputs():
 
 
 def test_tapped_conv_output_is_not_overwritten_by_relu():
-    out = VGGFeatures(["conv1_1", "relu1_1"], "vgg16", weights=None)(torch.rand(1, 3, 16, 16))
+    out = VGGFeatures(["conv1_1", "relu1_1"], backbone="vgg16", weights=None)(torch.rand(1, 3, 16, 16))
     assert (out["conv1_1"] < 0).any()
     torch.testing.assert_close(out["relu1_1"], out["conv1_1"].relu())
 
 
 def test_average_pooling():
-    features = VGGFeatures(["relu2_1"], "vgg16", weights=None, pooling="avg")
-    assert isinstance(features.net[4], torch.nn.AvgPool2d)
+    """``avg`` averages each 2x2 window where ``max`` takes its largest value, and the model passes it on."""
+    from lightning_style import StyleTransfer
+
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    built = {}
+    for pooling in ("avg", "max"):
+        torch.manual_seed(0)  # the same random weights
+        built[pooling] = VGGFeatures(["relu2_1"], backbone="vgg16", weights=None, pooling=pooling)
+    x = (image - built["avg"].mean) / built["avg"].std
+    for name, layer in zip(built["avg"].names, built["avg"].net, strict=True):
+        x = torch.nn.functional.avg_pool2d(x, 2) if name == "pool1" else layer(x)
+    torch.testing.assert_close(built["avg"](image)["relu2_1"], x)
+    assert not torch.allclose(built["max"](image)["relu2_1"], x)
+    torch.manual_seed(0)
+    model = StyleTransfer(backbone="vgg16", weights=None, pooling="avg", content_layers=["relu2_1"],
+                          style_layers=["relu2_1"])
+    torch.testing.assert_close(model.features(image)["relu2_1"], x)
 
 
 def test_weights_for_another_backbone_say_which_fits(tmp_path):
     torch.save(build_features("vgg16").state_dict(), tmp_path / "vgg16.pth")
-    with pytest.raises(StyleTransferError, match=r"do not fit vgg19_bn .*pass StyleTransfer\(backbone='vgg16'\)"):
-        VGGFeatures(["relu4_2"], "vgg19_bn", weights=str(tmp_path / "vgg16.pth"))
+    with pytest.raises(StyleTransferError, match=r"do not fit vgg19_bn .*it fits vgg16: use backbone=vgg16$"):
+        VGGFeatures(["relu4_2"], backbone="vgg19_bn", weights=str(tmp_path / "vgg16.pth"))
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"layers": ["relu9_1"]}, "unknown vgg16 layer 'relu9_1'; known layers: relu1_1"),
-        ({"layers": ["relu1_1"], "backbone": "resnet50"}, r"StyleTransfer\(backbone='resnet50'\) is not one of vgg19_bn"),
-        ({"layers": ["relu1_1"], "weights": "missing.pth"}, r"StyleTransfer\(weights='missing.pth'\) is neither a file"),
+        ({"layers": ["relu9_1"]},
+         r"^VGGFeatures\(layers=\['relu9_1'\]\) names an unknown vgg16 layer, relu9_1; known layers: relu1_1"),
+        ({"layers": ["relu1_1"], "backbone": "resnet50"},
+         r"^VGGFeatures\(backbone='resnet50'\) must be one of vgg19_bn"),
+        ({"layers": ["relu1_1"], "weights": "missing.pth"}, r"^VGGFeatures\(weights='missing.pth'\) is neither a file"),
+        ({"layers": ["relu1_1"], "pooling": "average"}, r"^VGGFeatures\(pooling='average'\) must be max or avg$"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -127,7 +146,7 @@ def test_bad_arguments(kwargs, message):
 def test_weights_file_that_is_not_a_state_dict(tmp_path):
     (tmp_path / "bad.pth").write_text("not a checkpoint")
     with pytest.raises(StyleTransferError, match="bad.pth is not a PyTorch state_dict"):
-        VGGFeatures(["relu1_1"], "vgg16", weights=str(tmp_path / "bad.pth"))
+        VGGFeatures(["relu1_1"], backbone="vgg16", weights=str(tmp_path / "bad.pth"))
 
 
 def test_weights_that_cannot_be_downloaded_say_how_to_fix_it(tmp_path, monkeypatch):
@@ -136,12 +155,12 @@ def test_weights_that_cannot_be_downloaded_say_how_to_fix_it(tmp_path, monkeypat
     for variable in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"]:
         monkeypatch.setenv(variable, "http://127.0.0.1:9")
     with pytest.raises(StyleTransferError) as error:
-        VGGFeatures(["relu1_1"], "vgg19_bn", weights="DEFAULT")
+        VGGFeatures(["relu1_1"], backbone="vgg19_bn", weights="DEFAULT")
     message = str(error.value)
-    assert "cannot download" in message and "\n" not in message
+    assert message.startswith("VGGFeatures(weights='DEFAULT') cannot be downloaded: ") and "\n" not in message
     assert f"copy vgg19_bn-c79401a0.pth into {tmp_path / 'hub' / 'checkpoints'}" in message
-    assert "pass StyleTransfer(weights='/path/to/state_dict.pth')" in message and message.endswith("python -m lightning_style.offline_weights")
-    assert "pass --model.weights /path/to/state_dict.pth" in error.value.command_line
+    assert "give the path of a weights file instead" in message
+    assert message.endswith("python -m lightning_style.offline_weights")
 
 
 def test_offline_weights_in_one_command(tmp_path, monkeypatch, capsys, hed_weights):
@@ -158,4 +177,4 @@ def test_offline_weights_in_one_command(tmp_path, monkeypatch, capsys, hed_weigh
     path, usage = capsys.readouterr().out.splitlines()
     assert path == str(target)
     assert usage == f"use it with: lightning-style fit --model.backbone vgg16 --model.weights {target}"
-    VGGFeatures(["relu1_1"], "vgg16", weights=path)  # the path loads
+    VGGFeatures(["relu1_1"], backbone="vgg16", weights=path)  # the path loads

@@ -20,7 +20,9 @@ def test_a_cuda_fit_keeps_everything_on_the_gpu(tmp_path, optimizer):
     model, trainer = fit(tmp_path, *EXAMPLES, steps=8, image_size=128, trainer_kwargs=GPU,
                          **(LBFGS if optimizer == "lbfgs" else {}))
     assert model.images.device.type == "cuda" and model.images.isfinite().all()
-    assert all(buffer.device.type == "cuda" for buffer in model.objective.buffers())  # content and style targets
+    targets = [*model.run.objective.content_targets.values(),
+               *(tensor for target in model.run.objective.style_targets.values() for tensor in target.values())]
+    assert targets and all(tensor.device.type == "cuda" for tensor in targets)  # content and style targets
     state = [value for s in trainer.optimizers[0].state.values() for value in s.values() if torch.is_tensor(value)]
     assert state and all(value.device.type == "cuda" for value in state if value.dim() > 0)
     assert (tmp_path / "images" / "chelsea__swirls.png").is_file()
@@ -45,7 +47,7 @@ def test_the_other_style_losses_on_cuda_in_bf16_stay_close_to_float32(tmp_path, 
     for precision in ["32-true", "bf16-mixed"]:
         model, _ = fit(tmp_path / precision, *EXAMPLES, steps=20, image_size=128, style_loss=style_loss,
                        trainer_kwargs={**GPU, "precision": precision})
-        assert model.images.isfinite().all() and model.final_losses["style"].dtype == torch.float32
+        assert model.images.isfinite().all() and model.result.losses["style"].dtype == torch.float32
         results[precision] = model.images.detach()
     assert (results["bf16-mixed"] - results["32-true"]).abs().mean() < 0.03
 
@@ -80,15 +82,16 @@ def test_peak_gpu_memory_is_within_the_memory_estimate(tmp_path):
     torch.cuda.reset_peak_memory_stats()
     model, _ = fit(tmp_path, *EXAMPLES, steps=3, image_size=512, backbone="vgg19_bn", trainer_kwargs=GPU)
     peak = torch.cuda.max_memory_allocated()
-    content, style = model.images[0, 0].numel(), model.styles[0][0][0].numel()
+    content, style = model.images[0, 0].numel(), model.run.styles[0][0][0].numel()
     estimate = bytes_per_pixel(model.features) * content + STYLE_GB_PER_MEGAPIXEL * 1e3 * style  # check_memory's sum
     assert peak < estimate, (peak, estimate)  # the estimate counts float32 activations: it errs on the safe side
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 def test_two_gpus_give_the_images_of_one(tmp_path, hed_weights):
-    from test_ddp import assert_same_pairs, fit as fit_cli
+    from test_ddp import assert_same_pairs
+    from test_ddp import fit as fit_cli
 
-    args = ["--data.content", str(ROOT / "examples/content"), "--data.batch_size", "1", "--model.steps", "4",
+    args = ["--data.content", str(ROOT / "examples/content"), "--data.batch_size", "1", "--data.steps", "4",
             "--trainer.accelerator", "gpu", "--model.weights", str(hed_weights)]
     assert_same_pairs(fit_cli(tmp_path, "two", 2, *args), fit_cli(tmp_path, "one", 1, *args))

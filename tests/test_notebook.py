@@ -2,6 +2,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from lightning_style import load_image
+from lightning_style.record import Record
+
 from conftest import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
@@ -25,6 +28,11 @@ def test_quickstart_notebook_runs_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("LIGHTNING_STYLE_SMOKE", "1")
     monkeypatch.setenv("LIGHTNING_STYLE_OUT", str(tmp_path))  # nothing written into the checkout
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    resources = {"metadata": {"path": str(ROOT / "notebooks")}}
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources=resources).execute()
     assert pictures(notebook) == 2
-    assert (tmp_path / "chelsea__swirls.png").exists()
+    record = Record(tmp_path).read("chelsea__swirls")  # the PNG it wrote, with its provenance
+    assert record["complete"] and record["steps"] == 5
+    result = load_image(tmp_path / "chelsea__swirls.png")
+    content = load_image(ROOT / "examples/content/chelsea.png", result.shape[2])
+    assert (result - content).abs().mean() > 0.02  # stylised: five steps moved the photo's pixels

@@ -2,11 +2,10 @@
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_style.plateau import Plateau
 
-from conftest import collected, fit
+from conftest import assert_same_results, collected, fit, resumed_and_straight
 
 
 def test_the_rule():
@@ -28,18 +27,18 @@ def test_off_by_default():
 def test_after_the_stop_no_forward_and_no_change(tmp_path, images):
     from lightning_style import StyleTransfer
 
-    model = StyleTransfer(backbone="vgg16", weights=None, steps=30, plateau_tolerance=0.9, plateau_window=4,
+    model = StyleTransfer(backbone="vgg16", weights=None, plateau_tolerance=0.9, plateau_window=4,
                           check_every_n_steps=2)
     forwards, at_stop = [], []
     model.features.register_forward_hook(lambda *args: forwards.append(1))
 
     class AtStop(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-            if pl_module.plateau.stopped_at is not None and not at_stop:
+            if pl_module.run.plateau.stopped_at is not None and not at_stop:
                 at_stop.append(pl_module.images.detach().clone())
 
     _, trainer = fit(tmp_path, images["content"], images["style"], steps=30, model=model, callbacks=[AtStop()])
-    stopped = model.plateau.stopped_at
+    stopped = model.run.plateau.stopped_at
     assert stopped is not None and 4 <= stopped < 30 and trainer.global_step == 30
     assert len(forwards) == 2 + stopped  # the targets (content, style), then one forward per step until the stop
     assert torch.equal(at_stop[0], model.images.detach())  # no optimiser step after the stop (Adam's momentum)
@@ -49,10 +48,7 @@ def test_after_the_stop_no_forward_and_no_change(tmp_path, images):
 
 def test_resume_after_the_stop_is_exact(tmp_path, images):
     kwargs = {"steps": 30, "plateau_tolerance": 0.9, "plateau_window": 4, "check_every_n_steps": 2, "init": "noise"}
-    straight, _ = fit(tmp_path / "straight", images["content"], images["style"], **kwargs)
-    fit(tmp_path / "first", images["content"], images["style"], max_steps=20,
-        callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)], **kwargs)
-    resumed, _ = fit(tmp_path / "resumed", images["content"], images["style"], ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"),
-                     **kwargs)
-    assert resumed.plateau.stopped_at == straight.plateau.stopped_at < 20
-    torch.testing.assert_close(resumed.images, straight.images, atol=1e-6, rtol=0)
+    (resumed, resumed_trainer), (straight, straight_trainer) = resumed_and_straight(
+        tmp_path, images["content"], images["style"], stop_at=20, **kwargs)
+    assert resumed.result.stopped_at == straight.result.stopped_at < 20
+    assert_same_results(resumed_trainer, straight_trainer)

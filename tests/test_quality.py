@@ -7,22 +7,24 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 
 from lightning_style.losses import content_loss, gram_matrix, style_loss
 
-from conftest import ROOT, fit
+from conftest import ROOT, fit, results
 
 pytestmark = pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips them
 
 
 def test_default_weights_give_a_stylised_recognisable_image(tmp_path, hed_weights):
     content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
-    model, _ = fit(tmp_path, content, style, steps=100, image_size=128, backbone="vgg16", weights=str(hed_weights))
-    result = model.images.detach()
-    photo, style = model.contents, model.styles[0][0]
+    model, trainer = fit(tmp_path, content, style, steps=100, image_size=128, backbone="vgg16",
+                         weights=str(hed_weights))
+    (pair,) = results(trainer).values()
+    result, photo, style = pair.image[None], pair.content[None], pair.styles[0]
     painting = torch.nn.functional.interpolate(style[None], size=photo.shape[2:], mode="bilinear", antialias=True)
 
     with torch.no_grad():
         def style_error(image):
             features, reference = model.features(image), model.features(style[None])
-            return sum(style_loss(features[l], gram_matrix(reference[l])) for l in model.style_layers).item()
+            return sum(style_loss(features[layer], gram_matrix(reference[layer]))
+                       for layer in model.style_layers).item()
 
         def content_error(image):
             return content_loss(model.features(image)["relu4_2"], model.features(photo)["relu4_2"]).item()

@@ -103,7 +103,8 @@ def test_a_stopped_run_goes_on_with_the_same_command(job):
 def test_a_photo_replaced_while_its_batch_was_in_progress_starts_again(job):
     assert job("--trainer.max_steps", "2")[0] == 0  # p0 in progress
     write_image(job.photos / "p0.png", size=(48, 64), seed=12)  # another picture, another shape, the same name
-    with pytest.warns(UserWarning, match=r"1 batch\(es\) in progress start again \(p0__swirls: its content file changed\)"):
+    with pytest.warns(UserWarning,
+                      match=r"1 batch\(es\) in progress start again \(p0__swirls: its content file changed\)"):
         code, out = job("--ckpt_path", "last")
     assert code == 0 and "the job: 3 of 3 done" in out
     with Image.open(job.out / "p0__swirls.png") as image:
@@ -147,11 +148,11 @@ def test_checkpoints_at_every_batch_end_and_once_at_the_end(job, monkeypatch):
 def test_another_spelling_of_the_output_folder_finds_the_same_checkpoint(job, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     DEBUG[2] = str(ROOT / "configs/debug.yaml")
-    code, _ = run_main(*DEBUG, "--data.content", str(job.photos), "--data.style", str(ROOT / "examples/style/swirls.png"),
-                       "--output.dir", "out", "--trainer.max_steps", "2")
+    code, _ = run_main(*DEBUG, "--data.content", str(job.photos), "--data.style",
+                       str(ROOT / "examples/style/swirls.png"), "--output.dir", "out", "--trainer.max_steps", "2")
     assert code == 0
-    code, _ = run_main(*DEBUG, "--data.content", str(job.photos), "--data.style", str(ROOT / "examples/style/swirls.png"),
-                       "--output.dir", "./out", "--ckpt_path", "last")
+    code, _ = run_main(*DEBUG, "--data.content", str(job.photos), "--data.style",
+                       str(ROOT / "examples/style/swirls.png"), "--output.dir", "./out", "--ckpt_path", "last")
     assert code == 0
     assert sorted(path.name for path in (tmp_path / "out" / "checkpoints").iterdir()) == ["last.ckpt"]  # no last-v1
     assert read_checkpoint(tmp_path / "out" / "checkpoints" / "last.ckpt")["global_step"] == 2 + 3  # one batch of 3
@@ -160,7 +161,7 @@ def test_another_spelling_of_the_output_folder_finds_the_same_checkpoint(job, tm
 def test_another_optimiser_restarts_the_batch_in_progress_with_one_line(job):
     assert job("--trainer.max_steps", "2")[0] == 0
     with pytest.warns(UserWarning) as warned:
-        code, out = job("--config", "configs/lbfgs.yaml", "--model.steps", "5", "--ckpt_path", "last")
+        code, out = job("--config", "configs/lbfgs.yaml", "--data.steps", "5", "--ckpt_path", "last")
     assert code == 0 and "the job: 3 of 3 done" in out
     (line,) = [str(w.message) for w in warned if "--ckpt_path" in str(w.message)]
     assert line.endswith('1 batch(es) in progress start again (p0__swirls: optimizer.class "torch.optim.adam.Adam" -> '
@@ -181,8 +182,10 @@ def test_a_checkpoint_cannot_run_a_command(job, tmp_path):
     witness = tmp_path / "code-ran"
 
     def runs_code(checkpoint):
-        checkpoint["hyper_parameters"]["optimizer"] = {"class_path": "os.system", "init_args": {"command": f"touch {witness}"}}
-        checkpoint["hyper_parameters"]["init"] = {"class_path": "builtins.exec", "init_args": {"source": f"open('{witness}', 'w')"}}
+        checkpoint["hyper_parameters"]["optimizer"] = {"class_path": "os.system",
+                                                       "init_args": {"command": f"touch {witness}"}}
+        checkpoint["hyper_parameters"]["init"] = {"class_path": "builtins.exec",
+                                                  "init_args": {"source": f"open('{witness}', 'w')"}}
 
     crafted(job, runs_code)
     code, out = job("--ckpt_path", "last")
@@ -233,14 +236,15 @@ def test_a_checkpoint_does_not_set_the_optimiser_arguments(job, monkeypatch):
         load_optimizer_state(optimizer, state, where)
         seen.append(dict(optimizer.param_groups[0]))
 
-    monkeypatch.setattr("lightning_style.module.load_optimizer_state", spy)
+    monkeypatch.setattr("lightning_style.batch.load_optimizer_state", spy)
     code, out = job("--ckpt_path", "last")
     assert code == 0 and "the job: 3 of 3 done" in out
     assert seen[0]["lr"] == 0.02 and tuple(seen[0]["betas"]) == (0.9, 0.999)  # this run's, not the checkpoint's
 
 
 @pytest.mark.parametrize("case, field, problem", [
-    ("huge", "in_progress.images", "torch.float32 (1, 3, 6000, 6000), where this batch's images are float32 (1, 3, 48, 64)"),
+    ("huge", "in_progress.images",
+     "torch.float32 (1, 3, 6000, 6000), where this batch's images are float32 (1, 3, 48, 64)"),
     ("nan", "in_progress.images", "NaN or infinite values"),
     ("optimizer", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
     ("moment", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
@@ -284,7 +288,8 @@ def test_malformed_checkpoints_give_one_line_and_allocate_nothing_large(job, cas
     path = crafted(job, change)
     before = stamps(job.out)
     code, _ = job("--ckpt_path", "last")
-    assert code.startswith(f"lightning-style: error: --ckpt_path {path}: malformed checkpoint field {field} ({problem}"), code
+    assert code.startswith(f"lightning-style: error: --ckpt_path {path}: malformed checkpoint field {field} "
+                           f"({problem}"), code
     assert "\n" not in code
     assert stamps(job.out) == before
 
@@ -300,14 +305,16 @@ def test_a_content_replaced_by_another_shape_mid_run_is_skipped(tmp_path):
     with pytest.warns(UserWarning, match=r"skipping pair p1__swirls: content .*p1.png: 48x64 px once resized, but "
                                          r"64x48 px when the run started \(the file was replaced\)"):
         batch = data.decode([0, 1])
-    assert batch.names == ("p0__swirls",) and batch.skipped == ("p1__swirls",) and batch.contents.shape == (1, 3, 48, 64)
+    assert batch.names == ("p0__swirls",) and batch.skipped == ("p1__swirls",)
+    assert batch.contents.shape == (1, 3, 48, 64)
 
 
 def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line(job):
     last(job).mkdir(parents=True)  # a folder where the checkpoint goes: writing it fails as a full disk would
     (last(job) / "x").touch()
     code, _ = job()
-    assert code.startswith(f"lightning-style: error: could not write the checkpoint {last(job)} (") and "\n" not in code, code
+    assert code.startswith(f"lightning-style: error: could not write the checkpoint {last(job)} ("), code
+    assert "\n" not in code, code
     assert "run the same command with --ckpt_path last" in code
 
 
@@ -331,10 +338,10 @@ def test_wandb_offline_one_job_is_one_run(job, monkeypatch):
 
 def _literal_runs(text: str) -> list[str]:
     """The runs of literal words in a message: what is left between the values it names (file names, paths,
-    numbers, flags, quoted names, elisions, capitalised format names, the system's own words in parentheses,
-    f-string fields)."""
-    values = (r"\x00|\([A-Z][^)]*\)|\S+\.[a-z]{2,5}\b|--[\w.]+|\S*\d\S*|\S*/\S*|\S*_\S*|(?<![A-Za-z])'[^']*'|\.\.\.|"
-              r"\b[A-Z]{2,}\b|[()`]")
+    numbers, flags and the value after a leading one, quoted names, elisions, capitalised format names, the system's
+    own words in parentheses, f-string fields)."""
+    values = (r"^--[\w.]+ \S+|\x00|\([A-Z][^)]*\)|\S+\.[a-z]{2,5}\b|--[\w.]+|\S*\d\S*|\S*/\S*|\S*_\S*|"
+              r"(?<![A-Za-z])'[^']*'|\.\.\.|\b[A-Z]{2,}\b|[()`]")
     runs = [" ".join(piece.split()).strip(" :;,") for piece in re.split(values, text)]
     return [run for run in runs if len(run.split()) >= 3]
 
@@ -345,7 +352,8 @@ def _source_strings() -> list[str]:
     for path in (ROOT / "lightning_style").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.JoinedStr):
-                strings.append("".join(part.value if isinstance(part, ast.Constant) else "\x00" for part in node.values))
+                strings.append("".join(part.value if isinstance(part, ast.Constant) else "\x00"
+                                       for part in node.values))
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 strings.append(node.value)
     return strings
@@ -358,6 +366,7 @@ def test_every_message_the_readme_quotes_is_in_the_code():
     table = readme[readme.index("| message (`lightning-style: error: ...`)"):]
     table = table[: table.index("\n\n")]
     runs = [" ".join(run.split()) for string in _source_strings() for run in _literal_runs(string)]
-    missing = [(message, run) for row in table.splitlines()[2:] for message in re.findall(r"`([^`]+)`", row.split(" | ")[0])
+    missing = [(message, run) for row in table.splitlines()[2:]
+               for message in re.findall(r"`([^`]+)`", row.split(" | ")[0])
                for run in _literal_runs(message) if not any(run in source for source in runs)]
     assert not missing, missing

@@ -12,36 +12,37 @@ import torch
 
 from lightning_style import StyleObjective
 from lightning_style.features import VGGFeatures
-from lightning_style.plan import plan
+from lightning_style.plan import Plan
 
 from collect_results import load_results
 from conftest import ROOT, collected, fit, run_cli, run_main, write_image
 
 
-@pytest.mark.parametrize("pairs, batch_size, world", list(itertools.product([1, 2, 3, 7, 10, 33], [1, 2, 4, 8], [1, 2, 3, 8])))
+@pytest.mark.parametrize("pairs, batch_size, world",
+                         list(itertools.product([1, 2, 3, 7, 10, 33], [1, 2, 4, 8], [1, 2, 3, 8])))
 def test_every_pair_is_planned_once_and_the_processes_share_evenly(pairs, batch_size, world):
     shapes = [(32, 40) if k % 3 else (40, 32) for k in range(pairs)]
-    schedule = plan(shapes, batch_size, world, steps=5, base=10)
-    batches = [batch for rank in schedule.batches for batch in rank]
+    plan = Plan.deal(shapes, batch_size, world, steps=5, base=10)
+    batches = [batch for rank in plan.batches for batch in rank]
     assert sorted(pair for batch in batches for pair in batch) == list(range(pairs))  # none dropped, none twice
     assert all(len({shapes[pair] for pair in batch}) <= 1 and len(batch) <= batch_size for batch in batches)
-    assert len({len(rank) for rank in schedule.batches}) == 1  # every process runs the same number of steps
+    assert len({len(rank) for rank in plan.batches}) == 1  # every process runs the same number of steps
     idle = sum(not batch for batch in batches)
     assert idle == 0 or all(len(batch) <= 1 for batch in batches)  # a process idles only when nothing can be split
     assert idle < world
-    assert schedule.end == 10 + len(schedule.batches[0]) * 5
-    assert schedule.finished(schedule.end) == list(range(pairs)) and schedule.finished(10) == []
-    assert [schedule.finished_count(step) for step in range(10, schedule.end + 1)] == [
-        len(schedule.finished(step)) for step in range(10, schedule.end + 1)]
+    assert plan.end == 10 + len(plan.batches[0]) * 5
+    assert plan.pairs_done(plan.end) == list(range(pairs)) and plan.pairs_done(10) == []
+    assert [plan.count_done(step) for step in range(10, plan.end + 1)] == [
+        len(plan.pairs_done(step)) for step in range(10, plan.end + 1)]
 
 
 def test_the_objective_alone_gives_each_pair_its_own_loss():
     torch.manual_seed(0)
-    features = VGGFeatures(["relu1_1", "relu2_1", "relu2_2"], "vgg16", None)
+    features = VGGFeatures(["relu1_1", "relu2_1", "relu2_2"], backbone="vgg16", weights=None)
     contents, styles = torch.rand(2, 3, 24, 32), [(torch.rand(3, 30, 30),), (torch.rand(3, 20, 28),)]
     layers = {"content_layers": {"relu2_2": 1.0}, "style_layers": {"relu1_1": 0.5, "relu2_1": 0.5}}
-    both = StyleObjective(features, contents, styles, [(1.0,), (1.0,)], None, **layers)
-    second = StyleObjective(features, contents[1:], styles[1:], [(1.0,)], None, **layers)
+    both = StyleObjective(features, contents, styles, style_weights=[(1.0,), (1.0,)], **layers)
+    second = StyleObjective(features, contents[1:], styles[1:], style_weights=[(1.0,)], **layers)
     images = torch.rand(2, 3, 24, 32)
     losses = both(images)
     assert set(losses) == {"loss", "content", "style", "tv", "style/relu1_1", "style/relu2_1"}
@@ -82,7 +83,7 @@ def peak_memory_mb(tmp_path: Path, runs: list[int]) -> list[float]:
             write_image(folder / "styles" / f"s{k}.png", size=(256, 213), seed=100 + k)
         commands.append(["fit", "--config", "configs/debug.yaml", "--data.image_size", "256",
                          "--data.content", str(folder / "contents"), "--data.style", str(folder / "styles"),
-                         "--data.batch_size", "2", "--model.steps", "1", "--model.style_layers", "[relu1_1]",
+                         "--data.batch_size", "2", "--data.steps", "1", "--model.style_layers", "[relu1_1]",
                          "--model.content_layers", "[relu1_1]", "--trainer.enable_progress_bar", "false",
                          "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
                          "--output.dir", str(folder / "out")])
@@ -136,7 +137,7 @@ def test_killed_run_goes_on_without_redoing_finished_pairs(tmp_path, monkeypatch
     for k in range(3):
         write_image(tmp_path / "photos" / f"p{k}.png", size=(64, 48), seed=k)
     args = ["fit", "--config", "configs/debug.yaml", "--model.init", "noise",
-            "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--model.steps", "20",
+            "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--data.steps", "20",
             "--trainer.logger", "false",
             "--trainer.callbacks+=collect_results.SaveFinished", "--output.dir", str(tmp_path / "out")]
     # Killed (SIGKILL, by itself: no timing involved) at step 27: p0 finished at step 20, p1 in progress. The last

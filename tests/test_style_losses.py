@@ -1,14 +1,18 @@
 """The Wasserstein-2 and sliced Wasserstein style losses: by hand, blends as mixtures, masks, padding, no leak
 between pairs, float32 under autocast, and seeded directions."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lightning_style.features import VGGFeatures
 from lightning_style.losses import covariance, moments, position_weights, sliced_wasserstein, sqrtm
+from lightning_style.objective import StyleObjective
+from lightning_style.record import Record
 from lightning_style.style_losses import STYLE_LOSSES, SlicedLoss, WassersteinLoss, step_seed
 
-from conftest import fit
+from conftest import assert_same_results, fit, results, resumed_and_straight
 
 LOSSES = list(STYLE_LOSSES)
 
@@ -63,13 +67,14 @@ def test_sliced_padding_weighs_nothing():
     torch.testing.assert_close(sliced_wasserstein(values, padded, None, weights), sliced_wasserstein(values, target))
 
 
-@pytest.mark.parametrize("loss, weights", [("gram", (0.75, 0.25)), ("wasserstein", (0.75, 0.25)), ("sliced", (0.5, 0.5)),
-                                           ("sliced", (0.75, 0.25))])
+@pytest.mark.parametrize("loss, weights", [("gram", (0.75, 0.25)), ("wasserstein", (0.75, 0.25)),
+                                           ("sliced", (0.5, 0.5)), ("sliced", (0.75, 0.25))])
 def test_a_blend_is_the_mixture_of_its_styles(loss, weights):
     """A blend of two styles equals one style made of copies of them side by side in proportion to the weights:
     the statistics are linear in the distribution. (Sliced with unequal weights interpolates the quantiles of
     weighted samples, not those of copies, so there it is only close.)"""
-    torch.manual_seed(0)  # and 8x8 maps: with 3x3 ones, 3% of the draws put sliced's gap past 10% (worst of 200: 3% here)
+    # and 8x8 maps: with 3x3 ones, 3% of the draws put sliced's gap past 10% (worst of 200: 3% here)
+    torch.manual_seed(0)
     a, b = torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8)
     style_loss = STYLE_LOSSES[loss]()
     blend = style_loss.stack([[style_loss.target([a, b], weights)]])
@@ -149,8 +154,9 @@ def test_the_same_style_weight_means_the_same_balance_for_every_loss(tmp_path, h
     (relu4_2, as the content loss) with every style loss, on an example pair with the real VGG16. Measured at
     96 px and 50 steps: wasserstein 0.94 and sliced 0.99 of gram's; a wasserstein scale 10 times too large gives
     1.19, 10 times too small 0.28 (the distance saturates as the style weight grows, hence the narrow band)."""
-    from conftest import ROOT
     from lightning_style.losses import content_loss
+
+    from conftest import ROOT
 
     content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
     distance = {}
@@ -158,9 +164,10 @@ def test_the_same_style_weight_means_the_same_balance_for_every_loss(tmp_path, h
         model, _ = fit(tmp_path / loss, content, style, steps=50, image_size=96, backbone="vgg16",
                        weights=str(hed_weights), style_loss=loss)
         with torch.no_grad():
-            result, photo = (model.features(image)["relu4_2"] for image in (model.images, model.contents))
+            result, photo = (model.features(image)["relu4_2"] for image in (model.images, model.run.contents))
             distance[loss] = content_loss(result, photo).item()
-    assert 0.85 < distance["wasserstein"] / distance["gram"] < 1.15 and 0.85 < distance["sliced"] / distance["gram"] < 1.15, distance
+    assert 0.85 < distance["wasserstein"] / distance["gram"] < 1.15, distance
+    assert 0.85 < distance["sliced"] / distance["gram"] < 1.15, distance
 
 
 # --- in a run ------------------------------------------------------------------------------------------------------
@@ -174,7 +181,7 @@ def test_each_loss_lowers_its_style_term_with_either_optimiser(tmp_path, images,
     model, trainer = fit(tmp_path, images["content"], images["style"], steps=8, style_loss=loss,
                          optimizer=ADAM if optimizer == "adam" else LBFGS, style_weight=1000.0)
     with torch.no_grad():
-        start, end = (model.objective(image, step=0)["style"] for image in (model.contents, model.images))
+        start, end = (model.run.objective(image, step=0)["style"] for image in (model.run.contents, model.images))
     assert end < 0.5 * start and model.images.min() >= 0 and model.images.max() <= 1
     assert (tmp_path / "images" / "photo__paint.png").is_file()
 
@@ -182,26 +189,21 @@ def test_each_loss_lowers_its_style_term_with_either_optimiser(tmp_path, images,
 @pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
 def test_resume_is_exact(tmp_path, images, loss):
     """The sliced directions come from the seed, the layer and the step: a resumed run draws the same ones."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
     kwargs = {"steps": 6, "init": "noise", "style_loss": loss, "optimizer": ADAM}
-    straight, _ = fit(tmp_path / "straight", images["content"], images["style"], **kwargs)
-    fit(tmp_path / "first", images["content"], images["style"], max_steps=3,
-        callbacks=[ModelCheckpoint(tmp_path / "ckpt", save_last=True)], **kwargs)
-    resumed, _ = fit(tmp_path / "resumed", images["content"], images["style"], ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"),
-                     **kwargs)
-    torch.testing.assert_close(resumed.images, straight.images, atol=1e-6, rtol=0)
+    (_, resumed), (_, straight) = resumed_and_straight(tmp_path, images["content"], images["style"], stop_at=3,
+                                                       **kwargs)
+    assert_same_results(resumed, straight)
 
 
 def test_sliced_directions_change_at_every_step_and_differ_with_the_seed(tmp_path, images):
     a, _ = fit(tmp_path / "a", images["content"], images["style"], steps=1, style_loss="sliced")
-    image = a.contents.clone()
+    image = a.run.contents.clone()
     with torch.no_grad():
-        at = [a.objective(image, step=step)["style"].item() for step in (0, 0, 1)]
+        at = [a.run.objective(image, step=step)["style"].item() for step in (0, 0, 1)]
     assert at[0] == at[1] != at[2]
     b, _ = fit(tmp_path / "b", images["content"], images["style"], steps=1, style_loss="sliced", seed=1)
     with torch.no_grad():
-        assert b.objective(image, step=0)["style"].item() != at[0]
+        assert b.run.objective(image, step=0)["style"].item() != at[0]
 
 
 @pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
@@ -220,32 +222,58 @@ def test_a_pair_in_a_batch_is_optimised_as_if_alone(tmp_path, images, loss):
 
 @pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
 def test_blends_masks_and_the_pyramid(tmp_path, images, loss):
-    from conftest import write_image
     from PIL import Image
+
+    from conftest import write_image
 
     left = tmp_path / "left.png"
     Image.fromarray((torch.arange(48)[None, :].expand(40, 48) < 24).numpy().astype("uint8") * 255).save(left)
     right = tmp_path / "right.png"
     Image.fromarray((torch.arange(48)[None, :].expand(40, 48) >= 24).numpy().astype("uint8") * 255).save(right)
-    model, _ = fit(tmp_path / "masks", images["content"], [images["style"], images["style2"]], pairing="blend",
-                   masks=[str(left), str(right)], steps=3, image_size=64, style_loss=loss, levels=2, level_steps=1)
-    assert model.objective.masks.shape[1] == 2 and torch.isfinite(model.images).all()
+    model, trainer = fit(tmp_path / "masks", images["content"], [images["style"], images["style2"]], pairing="blend",
+                         masks=[str(left), str(right)], steps=3, image_size=64, style_loss=loss, levels=2,
+                         level_steps=1)
+    (pair,) = results(trainer).values()
+    objective = model.run.objective
+    assert objective.masks.shape[1] == 2 and torch.isfinite(pair.image).all()
+
+    def alone(style, factor):  # one style's own targets at one pyramid level
+        own = StyleObjective(model.features, pair.content[None], [(style,)], content_layers={"relu4_2": 1.0},
+                             style_layers={"relu1_1": 1.0}, style_loss=loss, factors=(factor,))
+        return own.style_target("relu1_1", factor)
+
+    for factor in (1, 2):  # each region's target is its own style's, at each level's size
+        for region, style in enumerate(pair.styles):
+            own = alone(style, factor)
+            keys = set(own) & set(objective.style_target("relu1_1", factor))
+            assert keys
+            for key in keys:
+                torch.testing.assert_close(objective.style_target("relu1_1", factor)[key][0, region], own[key][0, 0])
     big = write_image(tmp_path / "big.png", size=(80, 60), seed=9)  # the blend's styles differ in size
-    model, _ = fit(tmp_path / "blend", images["content"], [images["style"], big], pairing="blend", style_weights=[0.7, 0.3],
-                   steps=2, style_loss=loss)
+    model, trainer = fit(tmp_path / "blend", images["content"], [images["style"], big], pairing="blend",
+                         style_weights=[0.7, 0.3], steps=2, style_loss=loss)
+    (pair,) = results(trainer).values()
+    target = model.run.objective.style_target("relu1_1")
+    if loss == "wasserstein":  # the mixture's mean is the weighted mean of the styles' means
+        means = [alone(style, 1)["mean"][0, 0] for style in pair.styles]
+        torch.testing.assert_close(target["mean"][0, 0], 0.7 * means[0] + 0.3 * means[1])
+    else:  # the first style's samples carry 0.7 of the weight
+        first = alone(pair.styles[0], 1)["samples"].shape[2]
+        torch.testing.assert_close(target["weights"][0, 0, :first].sum(), torch.tensor(0.7))
     assert (tmp_path / "blend" / "images" / "photo__paint+big.png").is_file()
 
 
 @pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
 def test_the_style_loss_of_a_region_does_not_reach_pixels_outside_it(loss):
-    features = VGGFeatures(["relu1_1"], "vgg16", None)
+    features = VGGFeatures(["relu1_1"], backbone="vgg16", weights=None)
     image = torch.rand(1, 3, 16, 16, requires_grad=True)
     masks = torch.zeros(1, 1, 16, 16)
     masks[..., :8] = 1
     style_loss = STYLE_LOSSES[loss]()
     target = style_loss.stack([[style_loss.target([features(torch.rand(1, 3, 16, 16))["relu1_1"]], (1.0,))]])
     style_loss(features(image)["relu1_1"], target, masks).sum().backward()
-    assert image.grad[..., :9].abs().sum() > 0 and torch.equal(image.grad[..., 9:], torch.zeros_like(image.grad[..., 9:]))
+    assert image.grad[..., :9].abs().sum() > 0
+    assert torch.equal(image.grad[..., 9:], torch.zeros_like(image.grad[..., 9:]))
 
 
 @pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
@@ -253,16 +281,21 @@ def test_mixed_precision(tmp_path, images, loss):
     model, _ = fit(tmp_path, images["content"], images["style"], steps=2, style_loss=loss,
                    trainer_kwargs={"precision": "bf16-mixed"})
     assert model.images.dtype == torch.float32 and torch.isfinite(model.images).all()
-    assert model.final_losses["style"].dtype == torch.float32
+    assert model.result.losses["style"].dtype == torch.float32
 
 
 def test_the_command_line_option(tmp_path, capsys):
     from conftest import run_main
 
-    args = ["fit", "--model.weights", "null", "--model.backbone", "vgg16", "--data.image_size", "32", "--model.steps", "2",
-            "--output.dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
-    assert run_main(*args, "--model.style_loss", "sliced", capsys=capsys)[0] in (0, None)
-    assert (tmp_path / "chelsea__swirls.png").is_file()
+    args = ["fit", "--model.weights", "null", "--model.backbone", "vgg16", "--data.image_size", "32", "--data.steps",
+            "2", "--trainer.enable_progress_bar", "false"]
+    for choice in ("sliced", "gram"):
+        code, _ = run_main(*args, "--model.style_loss", choice, "--output.dir", str(tmp_path / choice), capsys=capsys)
+        assert code in (0, None)
+    sliced, gram = (Record(tmp_path / choice).read("chelsea__swirls") for choice in ("sliced", "gram"))
+    assert sliced["settings"]["style_loss"] == "sliced" and gram["settings"]["style_loss"] == "gram"
+    pixels = [np.asarray(Image.open(tmp_path / choice / "chelsea__swirls.png")) for choice in ("sliced", "gram")]
+    assert not np.array_equal(*pixels)  # the option changed the optimisation, not only the record
     code, err = run_main(*args, "--model.style_loss", "gaussian", capsys=capsys)
     assert code != 0 and "style_loss" in err and "gaussian" in err
 
@@ -274,12 +307,12 @@ def test_each_layer_reads_its_own_targets_when_they_differ_in_kind():
     from lightning_style.objective import StyleObjective
 
     layers = ("relu1_1", "relu5_1")
-    features = VGGFeatures(list(layers), "vgg16", None)
+    features = VGGFeatures(list(layers), backbone="vgg16", weights=None)
     styles = [(0.8 + 0.2 * torch.rand(3, 33, 33, generator=torch.Generator().manual_seed(1)),  # bright and dark:
                0.2 * torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(2)))]  # the weights matter
     content = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    objective = StyleObjective(features, content, styles, [(0.5, 0.5)], None, content_layers={"relu5_1": 1.0},
-                               style_layers={layer: 1.0 for layer in layers}, style_loss="sliced")
+    objective = StyleObjective(features, content, styles, style_weights=[(0.5, 0.5)], content_layers={"relu5_1": 1.0},
+                               style_layers=dict.fromkeys(layers, 1.0), style_loss="sliced")
     loss = SlicedLoss()
     with torch.no_grad():
         image, style_acts = features(content), [features(s[None]) for s in styles[0]]
@@ -287,4 +320,5 @@ def test_each_layer_reads_its_own_targets_when_they_differ_in_kind():
         for layer in layers:
             alone = loss.stack([[loss.target([a[layer] for a in style_acts], (0.5, 0.5))]])
             assert ("weights" in alone) == (layer == "relu1_1")
-            torch.testing.assert_close(losses[f"style/{layer}"], loss(image[layer], alone, None, step_seed(0, layer, 0)))
+            torch.testing.assert_close(losses[f"style/{layer}"],
+                                       loss(image[layer], alone, None, step_seed(0, layer, 0)))

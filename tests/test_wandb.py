@@ -1,6 +1,7 @@
 """The image logger with the real wandb package (offline), TensorBoard and CSV."""
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from lightning_style.image_logger import ImageLogger
+from lightning_style.image_logger import ImageLogger, Row
 
 from conftest import fit, run_cli
 from wandb_records import config, history_keys, read_records
@@ -22,7 +23,7 @@ def test_offline_wandb_run_without_credentials(tmp_path, devices):
     env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(tmp_path / "none")}
     result = run_cli(
         "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config", "configs/wandb.yaml",
-        "--data.content", "examples/content", "--model.steps", "4", "--images.every_n_steps", "2",
+        "--data.content", "examples/content", "--data.steps", "4", "--images.every_n_steps", "2",
         "--output.dir", str(tmp_path / "out"),
         "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto", env=env,
     )
@@ -45,10 +46,11 @@ def test_offline_wandb_run_without_credentials(tmp_path, devices):
         pixels = np.asarray(Image.open(path))
         assert pixels.std() > 20 and 20 < pixels.mean() < 235
     # Finished pairs, from every process, as rows of one table logged incrementally.
-    rows = [row for path in (run / "files" / "media" / "table").glob("pairs_*.table.json")
-            for row in json.loads(path.read_text())["data"]]
-    assert sorted(row[0] for row in rows) == PAIRS
-    assert all(len(row) == len(ImageLogger.COLUMNS) and 0 < row[7] <= 1 for row in rows)
+    tables = [json.loads(path.read_text()) for path in (run / "files" / "media" / "table").glob("pairs_*.table.json")]
+    assert tables and all(table["columns"] == [field.name for field in fields(Row)] for table in tables)
+    rows = [dict(zip(table["columns"], row, strict=True)) for table in tables for row in table["data"]]
+    assert sorted(row["pair"] for row in rows) == PAIRS
+    assert all(0 < row["ssim"] <= 1 and row["loss"] > 0 for row in rows)
 
     records = read_records(next(run.glob("run-*.wandb")))
     keys = history_keys(records)
@@ -57,8 +59,8 @@ def test_offline_wandb_run_without_credentials(tmp_path, devices):
         assert key in keys, key
     assert not [key for key in keys if key.startswith("images/") and "__" in key]  # no panel per pair
     recorded = config(records)
-    assert json.loads(recorded["model"])["style_weight"] == 100.0 and json.loads(recorded["model"])["steps"] == 4
-    assert json.loads(recorded["data"])["image_size"] == 64
+    assert json.loads(recorded["model"])["style_weight"] == 100.0
+    assert json.loads(recorded["data"])["image_size"] == 64 and json.loads(recorded["data"])["steps"] == 4
 
 
 def test_tensorboard_gets_images_and_csv_gets_the_figures(tmp_path, images):
@@ -75,5 +77,6 @@ def test_tensorboard_gets_images_and_csv_gets_the_figures(tmp_path, images):
     header, *rows = (Path(csv.log_dir) / "metrics.csv").read_text().splitlines()
     columns = header.split(",")
     assert {"quality/ssim", "quality/psnr", "quality/final_ssim", "quality/final_psnr"} <= set(columns)
-    ssim = [float(row.split(",")[columns.index("quality/ssim")]) for row in rows if row.split(",")[columns.index("quality/ssim")]]
+    ssim_column = columns.index("quality/ssim")
+    ssim = [float(row.split(",")[ssim_column]) for row in rows if row.split(",")[ssim_column]]
     assert len(ssim) == 2 and all(0 < value <= 1 for value in ssim)
