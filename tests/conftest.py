@@ -1,4 +1,5 @@
-"""Shared fixtures: small real image files, a real pretrained VGG16 (offline), and helpers to run fits."""
+"""Shared fixtures: small real image files, a real pretrained VGG16 (offline), helpers to run fits, and ``job``:
+the command line run in this process on a folder of photos."""
 
 import os
 import subprocess
@@ -156,3 +157,34 @@ def run_main(*args: str, capsys=None) -> tuple[int | str, str]:
     except SystemExit as exit:
         code = exit.code
     return code, (capsys.readouterr().err if capsys else "")
+
+
+# --- the command line's job, run in this process (test_record.py, test_checkpoint_safety.py) -------------
+DEBUG = ["fit", "--config", "configs/debug.yaml", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+
+
+@pytest.fixture
+def job(tmp_path, monkeypatch, capfd):
+    """Three photos of one shape and the example style, in batches of one pair, 5 steps each; ``job(*args)``
+    runs the command line in this process and returns ``(exit code or error line, what it printed)``."""
+    monkeypatch.chdir(ROOT)
+    for k in range(3):
+        write_image(tmp_path / "photos" / f"p{k}.png", size=(64, 48), seed=k)
+
+    def run(*args: str) -> tuple[int | str, str]:
+        code, _ = run_main(*DEBUG, "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1",
+                           "--output.dir", str(tmp_path / "out"), *args)
+        printed = capfd.readouterr()  # at the descriptors: Lightning's log handler holds the real stdout
+        return code, printed.out + printed.err
+
+    run.out, run.photos = tmp_path / "out", tmp_path / "photos"
+    return run
+
+
+def stamps(folder: Path) -> dict[str, int]:
+    """Each result's modification time: a result that is not rewritten keeps it."""
+    return {path.name: path.stat().st_mtime_ns for path in folder.glob("*.png")}
+
+
+def last(job) -> Path:
+    return job.out / "checkpoints" / "last.ckpt"

@@ -1,10 +1,10 @@
-"""The output folder is the job's record: what a rerun does, what a checkpoint may and may not make a run do, and
-the faults that used to lose results. Real files, real checkpoints, the command line run in this process."""
+"""The output folder is the job's record: what a rerun does, what a checkpoint makes a run do (what it may not:
+test_checkpoint_safety.py), and the faults that used to lose results. Real files, real checkpoints, the command
+line run in this process."""
 
 import ast
 import os
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,36 +13,7 @@ from PIL import Image
 from lightning_style.checkpoints import read_checkpoint
 from lightning_style.record import Record
 
-from conftest import ROOT, run_main, write_image
-
-DEBUG = ["fit", "--config", "configs/debug.yaml", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
-
-
-@pytest.fixture
-def job(tmp_path, monkeypatch, capfd):
-    """Three photos of one shape and the example style, in batches of one pair, 5 steps each; ``job(*args)``
-    runs the command line in this process and returns ``(exit code or error line, what it printed)``."""
-    monkeypatch.chdir(ROOT)
-    for k in range(3):
-        write_image(tmp_path / "photos" / f"p{k}.png", size=(64, 48), seed=k)
-
-    def run(*args: str) -> tuple[int | str, str]:
-        code, _ = run_main(*DEBUG, "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1",
-                           "--output.dir", str(tmp_path / "out"), *args)
-        printed = capfd.readouterr()  # at the descriptors: Lightning's log handler holds the real stdout
-        return code, printed.out + printed.err
-
-    run.out, run.photos = tmp_path / "out", tmp_path / "photos"
-    return run
-
-
-def stamps(folder: Path) -> dict[str, int]:
-    """Each result's modification time: a result that is not rewritten keeps it."""
-    return {path.name: path.stat().st_mtime_ns for path in folder.glob("*.png")}
-
-
-def last(job) -> Path:
-    return job.out / "checkpoints" / "last.ckpt"
+from conftest import DEBUG, ROOT, last, run_main, stamps, write_image
 
 
 def test_a_rerun_keeps_what_is_done_and_does_only_what_changed(job):
@@ -166,132 +137,6 @@ def test_another_optimiser_restarts_the_batch_in_progress_with_one_line(job):
     (line,) = [str(w.message) for w in warned if "--ckpt_path" in str(w.message)]
     assert line.endswith('1 batch(es) in progress start again (p0__swirls: optimizer.class "torch.optim.adam.Adam" -> '
                          '"torch.optim.lbfgs.LBFGS")')
-
-
-# --- a checkpoint is data, never an instruction -----------------------------------------------------------------
-def crafted(job, change) -> Path:
-    """A real ``last.ckpt`` (one pair in progress after 2 steps), changed by ``change(checkpoint)``."""
-    assert job("--trainer.max_steps", "2")[0] == 0
-    checkpoint = torch.load(last(job), weights_only=True)
-    change(checkpoint)
-    torch.save(checkpoint, last(job))
-    return last(job)
-
-
-def test_a_checkpoint_cannot_run_a_command(job, tmp_path):
-    witness = tmp_path / "code-ran"
-
-    def runs_code(checkpoint):
-        checkpoint["hyper_parameters"]["optimizer"] = {"class_path": "os.system",
-                                                       "init_args": {"command": f"touch {witness}"}}
-        checkpoint["hyper_parameters"]["init"] = {"class_path": "builtins.exec",
-                                                  "init_args": {"source": f"open('{witness}', 'w')"}}
-
-    crafted(job, runs_code)
-    code, out = job("--ckpt_path", "last")
-    assert code == 0 and "the job: 3 of 3 done" in out
-    assert not witness.exists()
-
-
-@pytest.mark.parametrize("name", ["../escaped", "/tmp/lightning-style-escaped", "p1__swirls"])
-def test_names_in_a_checkpoint_never_become_file_names(job, tmp_path, name):
-    crafted(job, lambda checkpoint: checkpoint["PairDataModule"]["batches"][0].__setitem__(0, name))
-    with pytest.warns(UserWarning, match=r"1 batch\(es\) in progress start again \(" + (
-            "p1__swirls: " if name == "p1__swirls" else f"{name} is not a pair of this run")):
-        code, out = job("--ckpt_path", "last")
-    assert code == 0 and "the job: 3 of 3 done" in out
-    assert not (tmp_path / "escaped.png").exists() and not Path("/tmp/lightning-style-escaped.png").exists()
-    assert sorted(path.name for path in job.out.glob("*.png")) == ["p0__swirls.png", "p1__swirls.png", "p2__swirls.png"]
-
-
-@pytest.mark.parametrize("without_dirpath", [False, True], ids=["as-saved", "dirpath-removed"])
-def test_a_checkpoint_cannot_delete_a_file_or_a_folder(job, tmp_path, without_dirpath):
-    # Lightning's ModelCheckpoint removes its previous last_model_path when it is under its folder, as the path
-    # reads: <dirpath>/../../x passes. With no dirpath in the state it takes the path as it is.
-    victim = tmp_path / "precious"
-    (victim / "inside").mkdir(parents=True)
-    (victim / "inside" / "file.txt").write_text("keep me")
-
-    def names_the_victim(checkpoint):
-        for state in checkpoint["callbacks"].values():
-            if "dirpath" in state:
-                state["last_model_path"] = f"{state['dirpath']}/../../precious"
-                if without_dirpath:
-                    del state["dirpath"]
-
-    crafted(job, names_the_victim)
-    assert job("--ckpt_path", "last")[0] == 0
-    assert (victim / "inside" / "file.txt").read_text() == "keep me"
-
-
-def test_a_checkpoint_does_not_set_the_optimiser_arguments(job, monkeypatch):
-    def other_arguments(checkpoint):
-        checkpoint["in_progress"][0]["optimizer"]["param_groups"][0].update(lr="abc", betas=[2.0, 2.0])
-
-    crafted(job, other_arguments)
-    seen = []
-    from lightning_style.in_progress import load_optimizer_state
-
-    def spy(optimizer, state, where):
-        load_optimizer_state(optimizer, state, where)
-        seen.append(dict(optimizer.param_groups[0]))
-
-    monkeypatch.setattr("lightning_style.batch.load_optimizer_state", spy)
-    code, out = job("--ckpt_path", "last")
-    assert code == 0 and "the job: 3 of 3 done" in out
-    assert seen[0]["lr"] == 0.02 and tuple(seen[0]["betas"]) == (0.9, 0.999)  # this run's, not the checkpoint's
-
-
-@pytest.mark.parametrize("case, field, problem", [
-    ("huge", "in_progress.images",
-     "torch.float32 (1, 3, 6000, 6000), where this batch's images are float32 (1, 3, 48, 64)"),
-    ("nan", "in_progress.images", "NaN or infinite values"),
-    ("optimizer", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
-    ("moment", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
-    ("history", "in_progress.optimizer", "larger than this batch's images allow"),
-    ("data", "PairDataModule", "not a dict"),
-    ("callbacks", "callbacks", "not a dict"),
-    ("loops", "loops.fit_loop", "not a dict"),
-    ("within", "PairDataModule.within", "9 is not between 0 and steps"),
-    ("world", "PairDataModule.world", "below 1"),
-    ("batches", "PairDataModule.batches", "not a list of lists of pair names"),
-    ("missing", "global_step", "not a int"),
-])
-def test_malformed_checkpoints_give_one_line_and_allocate_nothing_large(job, case, field, problem):
-    def change(checkpoint):
-        entry, data = checkpoint["in_progress"][0], checkpoint["PairDataModule"]
-        if case == "huge":  # 4 bytes in the file, 432 MB once copied
-            entry["images"] = torch.zeros(1).expand(1, 3, 6000, 6000)
-        elif case == "nan":
-            entry["images"][0, 0, 0, 0] = float("nan")
-        elif case == "optimizer":
-            entry["optimizer"]["state"][0]["exp_avg"] = torch.zeros(1).expand(10**5, 10**5)
-        elif case == "moment":
-            entry["optimizer"]["state"][0]["exp_avg"] = torch.zeros(7)
-        elif case == "history":  # image-sized, 4 bytes each in the file: 10,000 of them
-            entry["optimizer"]["state"][0]["old_dirs"] = [torch.zeros(1).expand(1, 3, 48, 64)] * 10000
-        elif case == "data":
-            checkpoint["PairDataModule"] = [1, 2]
-        elif case == "callbacks":
-            checkpoint["callbacks"] = [1]
-        elif case == "loops":
-            checkpoint["loops"] = {}
-        elif case == "within":
-            data["within"] = 9
-        elif case == "world":
-            data["world"] = 0
-        elif case == "batches":
-            data["batches"] = "p0__swirls"
-        elif case == "missing":
-            del checkpoint["global_step"]
-
-    path = crafted(job, change)
-    before = stamps(job.out)
-    code, _ = job("--ckpt_path", "last")
-    assert code.startswith(f"lightning-style: error: --ckpt_path {path}: malformed checkpoint field {field} "
-                           f"({problem}"), code
-    assert "\n" not in code
-    assert stamps(job.out) == before
 
 
 # --- faults in the middle of a run ---------------------------------------------------------------------------
