@@ -68,7 +68,8 @@ class BatchResult:
     """A batch's images at one moment, as they are written and logged (colour preservation applied).
 
     ``complete``: the batch's final images (published once, when its last step is taken); otherwise a snapshot of
-    the batch in progress at its last good check. ``step`` counts the steps the images had within the batch,
+    the batch in progress at its last good check. ``step`` counts the steps the images had within the batch (of its
+    ``steps``),
     ``global_step`` the trainer's steps when they had them; ``losses`` holds ``(B,)`` tensors (empty in a
     snapshot); ``stopped_at`` the step at which the plateau stop ended the batch early, if it did.
     """
@@ -78,6 +79,7 @@ class BatchResult:
     contents: Tensor
     styles: tuple[tuple[Tensor, ...], ...]
     step: int
+    steps: int
     global_step: int
     complete: bool
     losses: Mapping[str, Tensor] = field(default_factory=dict)
@@ -217,5 +219,5 @@ class BatchRun:
         if self.luminance:
             images = torch.stack([keep_content_colours(image, content.to(image))
                                   for image, content in zip(images, self.contents, strict=True)])
-        return BatchResult(self.names, images.clone(), self.contents, self.styles, step, global_step, complete,
-                           dict(self.losses) if complete else {}, self.plateau.stopped_at)
+        return BatchResult(self.names, images.clone(), self.contents, self.styles, step, self.steps, global_step,
+                           complete, dict(self.losses) if complete else {}, self.plateau.stopped_at)

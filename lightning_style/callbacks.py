@@ -2,6 +2,7 @@
 finishes, with its provenance) and ``StepProgressBar`` counts steps and pairs. ``ImageLogger`` (dashboards) is in
 :mod:`lightning_style.image_logger`, ``StepCheckpoint`` in :mod:`lightning_style.checkpoints`."""
 
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from torch import Tensor
 
 from .batch import BatchResult
@@ -195,25 +197,21 @@ class StepProgressBar(TQDMProgressBar):
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self.metrics_every_n_steps, self._metrics_step = max(1, metrics_every_n_steps), 0
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        self._count_steps(trainer)  # a run resumed mid-epoch starts no epoch
+    def init_train_tqdm(self) -> Tqdm:
+        """One bar over the run's steps, drawn first with its total and its start (a resumed run's step): no
+        ``Training 0/?`` or ``Epoch 0`` bars before it, which a notebook would keep as lines of their own."""
+        trainer = self.trainer
+        return Tqdm(desc="Stylising", total=self._total(trainer), initial=trainer.global_step,
+                    position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+                    file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *_) -> None:
-        super().on_train_epoch_start(trainer)
-        self._count_steps(trainer)
+        pass  # the bar counts the run's steps: an epoch starts no bar of its own
 
     @staticmethod
     def _total(trainer: pl.Trainer) -> int | None:
         totals = [n for n in (trainer.max_steps, trainer.num_training_batches) if 0 < n < float("inf")]
         return min(totals) if totals else None
-
-    def _count_steps(self, trainer: pl.Trainer) -> None:
-        bar = self.train_progress_bar
-        bar.reset(total=self._total(trainer))
-        bar.initial = bar.n = trainer.global_step
-        bar.set_description("Stylising")
-        bar.refresh()
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
         metrics = {key: value for key, value in super().get_metrics(trainer, pl_module).items() if key != "v_num"}

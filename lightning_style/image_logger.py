@@ -33,7 +33,8 @@ class Row:
 class ImageLogger(pl.Callback):
     """Pictures and quality figures for the dashboards, usable with thousands of pairs.
 
-    Every ``every_n_steps`` steps, the batch in progress (global rank 0's) as one picture per pair, content |
+    Every ``every_n_steps`` steps, and once for each batch (at its first NaN check past half-way) if its steps are
+    fewer, the batch in progress (global rank 0's, at its last check) as one picture per pair, content |
     style(s) | result, under the single key ``images/batch`` (W&B, captioned with the pair and step; TensorBoard),
     with ``quality/ssim`` and ``quality/psnr`` (torchmetrics' SSIM and PSNR of the results against the contents,
     means over the batch) for every logger. When batches finish, their pairs (from every process: small
@@ -50,10 +51,17 @@ class ImageLogger(pl.Callback):
     def __init__(self, *, every_n_steps: int = 100, thumbnail: int = 256) -> None:
         self.every_n_steps, self.thumbnail = every_n_steps, thumbnail
         self._table = None
+        self._shown: tuple[str, ...] = ()  # the last batch in progress logged
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            self.log_batch(trainer, pl_module.snapshot())
+        snapshot = pl_module.snapshot()
+        due = self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0
+        # A batch shorter than every_n_steps is shown once too, at its first check past half-way.
+        halfway = (self.every_n_steps > 0 and snapshot is not None and not snapshot.complete
+                   and snapshot.names != self._shown and 2 * snapshot.step >= snapshot.steps)
+        if due or halfway:
+            self.log_batch(trainer, snapshot)
+            self._shown = snapshot.names if snapshot is not None else self._shown
         if pl_module.result is not None and trainer.loggers:
             self.log_finished(trainer, pl_module.result)
 

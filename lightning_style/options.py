@@ -57,6 +57,10 @@ def check_trainer(trainer) -> None:
     if trainer.gradient_clip_val:
         raise OptionError("Trainer", "gradient_clip_val", trainer.gradient_clip_val, "would tie a batch's pairs "
                           "together (a norm over the batch), and no result would record it; leave it unset")
+    if type(trainer.strategy).__name__ in ("DeepSpeedStrategy", "FSDPStrategy", "XLAStrategy", "ModelParallelStrategy",
+                                           "SingleDeviceXLAStrategy"):
+        raise OptionError("Trainer", "strategy", type(trainer.strategy).__name__, "shards or compiles a model for "
+                          "training its weights; here each process optimises its own images: use auto or ddp")
     if isinstance(trainer.strategy, DDPStrategy) and not isinstance(trainer.strategy, IndependentDDPStrategy):
         raise OptionError("Trainer", "strategy", "ddp", "would average the images' gradients over the processes; use "
                           "lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")

@@ -54,25 +54,27 @@ def test_the_defaults_name_the_example_images_away_from_the_repository(tmp_path,
                     "it ships with the lightning-style repository (run from its root), or give your own image")
 
 
-@pytest.mark.parametrize("config", sorted(path.name for path in (ROOT / "configs").glob("*.yaml")))
+# Configs that other tests run end to end already, by the tests that do.
+RUN_ELSEWHERE = {"debug.yaml": "test_fit_writes_the_stylised_png",
+                 "lbfgs.yaml": "test_lbfgs_from_the_command_line", "fast.yaml": "test_lbfgs_from_the_command_line",
+                 "masks.yaml": "test_masks_and_pyramid_from_the_command_line",
+                 "pyramid.yaml": "test_masks_and_pyramid_from_the_command_line",
+                 "wandb.yaml": "test_wandb.py::test_offline_wandb_run_without_credentials"}
+
+
+@pytest.mark.parametrize("config", sorted(path.name for path in (ROOT / "configs").glob("*.yaml")
+                                          if path.name not in RUN_ELSEWHERE))
 def test_every_config_runs(config, tmp_path, monkeypatch, capsys):
-    """Each shipped config, after the defaults as the README composes them, with random weights and 2 steps on the
-    CPU: it parses, its classes are built, and it writes its result (a W&B config: an offline run, in a process of
-    its own, as W&B's service outlives a run in the process that started it)."""
+    """Each shipped config that no other test runs, after the defaults as the README composes them, with random
+    weights and 2 steps on the CPU: it parses, its classes are built, and it writes its result."""
     monkeypatch.chdir(ROOT)
-    # multi_gpu.yaml: one process of it (its DDP with two is tested apart), in a process of its own, as DDP leaves
-    # its process group and MASTER_PORT behind in the process that ran it.
-    cpu = ["--trainer.devices", "1"] if config == "multi_gpu.yaml" else []
-    size = "100" if config == "pyramid.yaml" else "64"  # three levels need 64 px on the coarsest's short side
     args = ["fit", "--config", "configs/default.yaml", "--config", f"configs/{config}", "--model.weights", "null",
-            "--model.backbone", "vgg16", "--trainer.accelerator", "cpu", *cpu, "--data.steps", "2", "--data.image_size",
-            size, "--trainer.enable_progress_bar", "false", *redirect(tmp_path)]
-    if config in ("wandb.yaml", "multi_gpu.yaml"):
-        result = run_cli(*args, env={"WANDB_MODE": "offline"})
+            "--model.backbone", "vgg16", "--trainer.accelerator", "cpu", "--data.steps", "2", "--data.image_size",
+            "64", "--trainer.enable_progress_bar", "false", *redirect(tmp_path)]
+    if config == "multi_gpu.yaml":  # as shipped: one process on a CPU (DDP with two is tested apart), in a process
+        result = run_cli(*args)  # of its own: DDP leaves its process group and MASTER_PORT in the one that ran it
         code, out = result.returncode, result.stdout
         assert code == 0, result.stderr[-2000:]
-        if config == "wandb.yaml":
-            assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))
     else:
         code, _ = run_main(*args)
         out = capsys.readouterr().out
@@ -209,14 +211,24 @@ def test_python_dash_m_and_help():
     assert result.returncode == 0
     text = result.stdout
     where = lambda option: text.index(f"\n  {option}")  # where the option is documented
-    assert (text.index("Examples:") < where("--data.content") < where("--model.backbone")
+    assert (text.index("Examples:") < where("--ckpt_path") < where("--data.content") < where("--model.backbone")
             < where("--trainer.accelerator"))
-    assert text[: where("--data.content")].count("\n") < 40  # on the first screen, not after the Trainer's 400 lines
+    assert text[: where("--data.content")].count("\n") < 45  # on the first screen, not after the Trainer's 400 lines
+    devices = text[where("--trainer.devices"):where("--trainer.num_nodes")]
+    assert "Default:" not in devices and "default: 1)" in devices  # one default per option: this command's
+    assert "DeepSpeedStrategy" not in text and "XLAStrategy" not in text  # not offered: check_trainer refuses them
     for option in ["--model.style_weight", "--data.pairing", "--output.dir", "--model.optimizer", "--ckpt_path"]:
         assert option in text
     assert "default: examples/content/chelsea.png" in " ".join(text.split()) and "required" not in text
     assert not re.search(r"``|:(class|mod|meth|func|attr):", text)
     assert "--trainer.limit_val_batches" not in text and "--trainer.accumulate_grad_batches" not in text
+
+
+def test_the_command_says_what_fit_does(capsys):
+    assert run_main("--help")[0] in (0, None)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "fit paint the content images in the style of the style images" in text
+    assert "optimization routine" not in text  # the Trainer's words for fit
 
 
 def test_a_missing_photo_is_found_before_any_weights_are_fetched(tmp_path, in_repo, monkeypatch):

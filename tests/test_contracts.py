@@ -58,7 +58,7 @@ def test_a_file_is_staged_beside_its_target(tmp_path, monkeypatch):
 
 def test_the_table_row_puts_each_loss_in_its_column():
     result = BatchResult(("a__b",), torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), ((torch.rand(3, 8, 8),),),
-                         step=4, global_step=4, complete=True,
+                         step=4, steps=4, global_step=4, complete=True,
                          losses={"loss": torch.tensor([6.0]), "content": torch.tensor([1.0]),
                                  "style": torch.tensor([2.0]), "tv": torch.tensor([3.0])})
     (pair,) = result

@@ -176,5 +176,14 @@ def test_offline_weights_in_one_command(tmp_path, monkeypatch, capsys, hed_weigh
     offline_weights.main([])
     path, usage = capsys.readouterr().out.splitlines()
     assert path == str(target)
-    assert usage == f"use it with: lightning-style fit --model.backbone vgg16 --model.weights {target}"
-    VGGFeatures(["relu1_1"], backbone="vgg16", weights=path)  # the path loads
+    assert usage == ("use it with: lightning-style fit --config configs/offline.yaml (or --model.backbone vgg16 "
+                     "--model.weights HED)")
+    named = VGGFeatures(["relu1_1"], backbone="vgg16", weights="HED")  # the name finds them in the hub cache
+    from_path = VGGFeatures(["relu1_1"], backbone="vgg16", weights=path)
+    image = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(named(image)["relu1_1"], from_path(image)["relu1_1"])
+    with pytest.raises(StyleTransferError, match=r"^VGGFeatures\(weights='HED'\) are VGG16's convolutions, not "):
+        VGGFeatures(["relu1_1"], backbone="vgg19_bn", weights="HED")
+    target.unlink()
+    with pytest.raises(StyleTransferError, match=r"are not in .*hed_vgg16_features.pth yet: python -m "):
+        VGGFeatures(["relu1_1"], backbone="vgg16", weights="HED")

@@ -80,3 +80,18 @@ def test_tensorboard_gets_images_and_csv_gets_the_figures(tmp_path, images):
     ssim_column = columns.index("quality/ssim")
     ssim = [float(row.split(",")[ssim_column]) for row in rows if row.split(",")[ssim_column]]
     assert len(ssim) == 2 and all(0 < value <= 1 for value in ssim)
+
+
+def test_a_batch_shorter_than_the_interval_is_shown_once(tmp_path, images):
+    """Two batches of 4 steps, checked every 2, pictures every 100 steps: each batch in progress is shown once, at
+    its check half-way (steps 2 and 6), as its images were then."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import write_image
+
+    tall = write_image(tmp_path / "in" / "tall.png", size=(30, 60), seed=5)  # another shape: another batch
+    tensorboard = TensorBoardLogger(tmp_path, name="tb")
+    fit(tmp_path, [images["content"], tall], images["style"], steps=4, check_every_n_steps=2,
+        trainer_kwargs={"logger": [tensorboard]}, callbacks=[ImageLogger(every_n_steps=100)])
+    events = EventAccumulator(tensorboard.log_dir, size_guidance={"images": 0}).Reload()
+    assert [image.step for image in events.Images("images/batch")] == [2, 6]
