@@ -216,7 +216,7 @@ class BatchRun:
 
     def _record(self, images: Tensor, step: int, global_step: int, *, complete: bool) -> BatchResult:
         images = images[: len(self.names)]  # an idle process's one dummy pixel is no result
-        if self.luminance:
+        if self.luminance and self.names:
             images = torch.stack([keep_content_colours(image, content.to(image))
                                   for image, content in zip(images, self.contents, strict=True)])
         return BatchResult(self.names, images.clone(), self.contents, self.styles, step, self.steps, global_step,

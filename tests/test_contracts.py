@@ -67,6 +67,20 @@ def test_the_table_row_puts_each_loss_in_its_column():
     assert row.result.shape == (4, 4, 3) and -1 <= row.ssim <= 1 and row.psnr > 0
 
 
+def test_a_process_that_idles_for_a_batch_publishes_an_empty_result():
+    """More processes than batches: the idle one steps a dummy pixel and finishes with no pair (colour kept)."""
+    from lightning_style.batch import BatchRun
+    from lightning_style.pairs import PairBatch
+    from lightning_style.plateau import Plateau
+
+    run = BatchRun(PairBatch((), 0, 2, torch.zeros(0, 3, 1, 1)), None, init="content", seed=0, restored=None,
+                   where="", new_optimizer=lambda params: torch.optim.Adam(params), pyramid=Pyramid(),
+                   plateau=Plateau(), check_every_n_steps=1, luminance=True, global_step=0)
+    assert run.idle and run.after_step(1) is None
+    result = run.after_step(2)
+    assert result.complete and result.names == () and result.images.shape == (0, 3, 1, 1) and run.snapshot() is None
+
+
 def test_a_snapshot_is_the_last_checked_images(tmp_path, images):
     """Observers see the images of the last good check, never images that no check has passed."""
     snapshots = []
