@@ -153,6 +153,7 @@ class BatchRun:
         self.guard = FiniteGuard()
         self.guard.start_batch(global_step - batch.step)
         self.losses: dict[str, Tensor] = {}  # per pair, of the last step that computed them
+        self._snapshot: BatchResult | None = None  # of the last good check, made when first asked for
 
     @property
     def idle(self) -> bool:
@@ -212,7 +213,9 @@ class BatchRun:
         if not self.names or self.guard.good is None:
             return None
         global_step, images = self.guard.good
-        return self._record(images, global_step - self.guard.batch_start, global_step, complete=False)
+        if self._snapshot is None or self._snapshot.global_step != global_step:  # observers may ask at every step
+            self._snapshot = self._record(images, global_step - self.guard.batch_start, global_step, complete=False)
+        return self._snapshot
 
     def _record(self, images: Tensor, step: int, global_step: int, *, complete: bool) -> BatchResult:
         images = images[: len(self.names)]  # an idle process's one dummy pixel is no result

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from torch import Tensor
 
-from .batch import BatchResult
+from .batch import BatchResult, PairResult
 from .errors import StyleTransferError, WriteError
 from .files import check_folder, check_outputs
 from .record import Record, plain
@@ -114,8 +114,11 @@ class ImageWriter(pl.Callback):
 
     def write(self, result: BatchResult) -> list[Path]:
         """Write a batch's images, as results or (a snapshot) as partial images; returns the paths."""
-        return [self.record.write(pair.name, to_pil(pair.image), {**self.expected[pair.name], "steps": result.step},
-                                  partial=not result.complete) for pair in result]
+        return [self._write_pair(pair, result) for pair in result]
+
+    def _write_pair(self, pair: PairResult, result: BatchResult) -> Path:
+        return self.record.write(pair.name, to_pil(pair.image), {**self.expected[pair.name], "steps": result.step},
+                                 partial=not result.complete)
 
     def _write_partial(self, result: BatchResult | None) -> None:
         """Partial images are a courtesy: one that cannot be written is a warning, and the run (its checkpoint,
@@ -133,7 +136,7 @@ class ImageWriter(pl.Callback):
         failed = False
         for pair in result:
             try:
-                self.record.write(pair.name, to_pil(pair.image), {**self.expected[pair.name], "steps": result.step})
+                self._write_pair(pair, result)
                 self.written += 1
             except OSError as error:
                 self._failed = WriteError(f"could not write {self.record.path(pair.name)} ({error.strerror or error}); "
