@@ -57,7 +57,7 @@ class Sizes:
 def run_gpu_tests() -> dict:
     # Only the GPU lane's file: collecting the whole suite would cost 10 s of imports (a test checks that every
     # test marked gpu lives there).
-    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(GPU_TESTS)]
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-n", "0", str(GPU_TESTS)]  # one GPU: one worker
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     summary = (result.stdout.strip().splitlines() or [""])[-1]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}

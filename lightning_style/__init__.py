@@ -9,7 +9,10 @@ from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .module import StyleTransfer
 from .objective import StyleObjective
 from .pairs import PairBatch
+from .quiet import quiet_lightning
 from .strategy import IndependentDDPStrategy
+
+quiet_lightning()
 
 __all__ = [
     "BatchResult",

@@ -16,6 +16,7 @@ from jsonargparse import Namespace
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from .callbacks import ImageWriter, StepProgressBar
@@ -26,6 +27,7 @@ from .files import check_folder
 from .help import FIT_PARSER, FIT_SUMMARY, MAIN_PARSER, arrange_help
 from .image_logger import ImageLogger
 from .module import StyleTransfer
+from .quiet import LIGHTNING_LOG
 from .resources import check_memory
 from .stop import GracefulStop
 from .strategy import IndependentDDPStrategy
@@ -231,6 +233,9 @@ class StyleTransferCLI(LightningCLI):
             last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
             lines = summary(writer, signum, time.monotonic() - self._started, self._args, last)
             print("\n".join(lines), flush=True)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()  # a later job in this process (a notebook's) gets a run of its own
         if signum:
             sys.exit(128 + signum)
         if writer is not None and writer.skipped:
@@ -249,9 +254,9 @@ def _check_config_files(args: list[str]) -> None:
                                          f"{error.start})") from None
 
 
-def _no_tips(record: logging.LogRecord) -> bool:
-    """Leave out adverts for other products, and Lightning's words for a job with nothing left to do."""
-    return not str(record.msg).startswith(("💡 Tip", "`Trainer.fit` stopped: No training batches"))
+def _not_nothing_to_do(record: logging.LogRecord) -> bool:
+    """Leave out Lightning's words for a job with nothing left to do: the summary says it."""
+    return not str(record.msg).startswith("`Trainer.fit` stopped: No training batches")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -259,17 +264,10 @@ def main(args: list[str] | None = None) -> None:
 
     Bad input exits with one ``lightning-style: error: ...`` line; ``LIGHTNING_STYLE_DEBUG=1`` shows the traceback.
     """
-    # Expected here: a batch is decoded once for its many steps (--data.num_workers decodes ahead if wanted), and the
-    # VGG is frozen in eval mode.
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # Lightning's own call into torch's pytree
-    warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # its workers share the steps
     warnings.filterwarnings("ignore", ".*across ranks is zero.*")  # every pair is done already: the summary says so
-    rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-    if _no_tips not in rank_zero_log.filters:
-        rank_zero_log.addFilter(_no_tips)
+    if _not_nothing_to_do not in LIGHTNING_LOG.filters:
+        LIGHTNING_LOG.addFilter(_not_nothing_to_do)
     args = sys.argv[1:] if args is None else list(args)
     try:
         _check_config_files(args)

@@ -1,6 +1,6 @@
 """Content/style pairs from image files, streamed to the module in fixed-size batches: ``PairDataModule``."""
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -20,16 +20,11 @@ DATA = "PairDataModule"
 
 class _PlanItems(IterableDataset):
     """This process's :class:`PairBatch` of each global step from ``start`` to the plan's end; the first item and
-    each batch's first carry pixels. Loader workers share the steps round-robin, which keeps their order.
-
-    An iterable, so that Lightning never splits it with a distributed sampler: the plan already did."""
+    each batch's first carry pixels. Loader workers share the steps round-robin, which keeps their order."""
 
     def __init__(self, files: PairFiles, plan: Plan, rank: int) -> None:
         self.files, self.plan, self.rank = files, plan, rank
         self.start = plan.base
-
-    def __len__(self) -> int:
-        return self.plan.end
 
     def __iter__(self) -> Iterator[PairBatch]:
         worker = get_worker_info()
@@ -43,17 +38,25 @@ class _PlanItems(IterableDataset):
                 yield PairBatch(tuple(self.files.names[i] for i in indices), within, self.plan.steps)
 
 
-class _PlanLoader(DataLoader):
-    """Starts at the trainer's current step (a resumed run picks up where its checkpoint stopped). Lightning keeps
-    the step count of a resumed epoch only for a loader it can restore; this one needs nothing restored."""
+class _PlanLoader:
+    """The steps of :class:`_PlanItems` from the trainer's current step (a resumed run picks up where its checkpoint
+    stopped), through a ``DataLoader`` of ``num_workers`` processes that decode ahead when there are any.
 
-    def __init__(self, items: _PlanItems, trainer, **kwargs) -> None:
-        super().__init__(items, batch_size=None, **kwargs)
-        self._trainer = trainer
+    Not a ``DataLoader`` itself, so that Lightning neither splits it with a distributed sampler (the plan dealt the
+    batches already) nor warns about its workers and length. Lightning keeps the step count of a resumed epoch only
+    for a loader it can restore: this one needs nothing restored."""
 
-    def __iter__(self):
-        self.dataset.start = max(self._trainer.global_step, self.dataset.plan.base)
-        return super().__iter__()
+    def __init__(self, items: _PlanItems, trainer, num_workers: int) -> None:
+        self.items, self.num_workers, self._trainer = items, num_workers, trainer
+
+    def __len__(self) -> int:
+        return self.items.plan.end
+
+    def __iter__(self) -> Iterator[PairBatch]:
+        self.items.start = max(self._trainer.global_step, self.items.plan.base)
+        if self.num_workers:
+            return iter(DataLoader(self.items, batch_size=None, num_workers=self.num_workers))
+        return iter(self.items)
 
     def state_dict(self) -> dict:
         return {}
@@ -221,7 +224,7 @@ class PairDataModule(LightningDataModule):
     def load_state_dict(self, state_dict: dict) -> None:
         self._resumed = state_dict or None
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> Iterable[PairBatch]:
         """One item per step for this process, from the current step to the end of its last batch: the batches in
         progress of a resumed checkpoint first (when they are still to do), then the pairs not done."""
         trainer = self.trainer
@@ -236,7 +239,7 @@ class PairDataModule(LightningDataModule):
                         for rank in range(world))
         self.plan = Plan(batches, self.steps, step - within)
         items = _PlanItems(self.files, self.plan, trainer.global_rank)
-        return _PlanLoader(items, trainer, num_workers=self.num_workers)
+        return _PlanLoader(items, trainer, self.num_workers)
 
     def _in_progress(self, world: int, pending: set[int]) -> tuple[tuple[tuple[int, ...], ...], int]:
         """The checkpoint's batches in progress that go on (``()`` for a process whose batch starts again), and

@@ -28,11 +28,15 @@ def build_features(backbone: str) -> nn.Sequential:
     if backbone not in _CONFIGS:
         raise OptionError(FEATURES, "backbone", backbone, f"must be one of {', '.join(_CONFIGS)}")
     config, batch_norm = _CONFIGS[backbone]
-    features = make_layers(cfgs[config], batch_norm=batch_norm)
+    with torch.device("meta"):  # no memory and no default initialisation: torchvision's init below is the only one
+        features = make_layers(cfgs[config], batch_norm=batch_norm)
+    features = features.to_empty(device="cpu")
     for module in features.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            module.reset_parameters()
     return features
 
 
@@ -171,7 +175,9 @@ class VGGFeatures(nn.Module):
                 net[i] = nn.AvgPool2d(kernel_size=2, stride=2)
             elif isinstance(layer, nn.BatchNorm2d) and self.names[i - 1] not in self.layers:
                 # Frozen BatchNorm is an affine map: folded into the conv before it, it costs no time or memory.
-                net[i - 1], net[i] = fuse_conv_bn_eval(net[i - 1].eval(), layer.eval()), nn.Identity()
+                fused = fuse_conv_bn_eval(net[i - 1].eval(), layer.eval())
+                net[i - 1], net[i] = fused.train(), nn.Identity()  # the copy comes in eval mode, which Lightning
+                # warns of at the start of a fit; a conv computes the same in either mode
             elif isinstance(layer, nn.BatchNorm2d):  # the conv's own output is tapped: keep the map separate
                 net[i] = FrozenBatchNorm2d(layer.num_features, layer.eps)
                 net[i].load_state_dict({k: v for k, v in layer.state_dict().items() if k != "num_batches_tracked"})

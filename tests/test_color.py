@@ -44,7 +44,7 @@ def test_preserve_color_in_a_run(tmp_path, images, mode):
         if mode == "luminance":
             torch.testing.assert_close(yiq(pair.image)[1:], yiq(pair.content)[1:], atol=0.02, rtol=0)
             assert not torch.equal(pair.image, model.images[row].detach())
-            pixels = np.asarray(Image.open(tmp_path / "images" / f"{name}.png"))
+            pixels = np.array(Image.open(tmp_path / "images" / f"{name}.png"))
             written = torch.from_numpy(pixels).permute(2, 0, 1) / 255
             torch.testing.assert_close(written, pair.image, atol=1 / 255, rtol=0)
         else:

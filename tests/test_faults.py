@@ -20,6 +20,7 @@ from conftest import ROOT, fit, run_main, write_image
 EXAMPLES = (ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png")
 
 
+@pytest.mark.filterwarnings("ignore:.*AMP with fp16 is not supported on CPU")  # Lightning's words for the next line
 def test_mixed_precision_is_finite_and_close_to_full_precision(tmp_path, hed_weights):
     results = {}
     for precision in ["32-true", "bf16-mixed", "16-mixed"]:  # on a CPU Lightning runs 16-mixed as bf16-mixed

@@ -48,6 +48,7 @@ class RunsCode:
         return os.system, (f"touch {self.path}",)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")  # torch's remark on pickle.dump's crafted file
 def test_checkpoints_are_never_unpickled_beyond_tensors(tmp_path, cli):
     crafted, witness = tmp_path / "crafted.ckpt", tmp_path / "code-ran"
     with open(crafted, "wb") as file:
