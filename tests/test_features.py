@@ -54,6 +54,7 @@ def test_batchnorm_folded_into_the_convs_gives_torchvision_vgg19_bn_outputs(tmp_
     torch.save(reference.state_dict(), tmp_path / "vgg19_bn.pth")
     features = VGGFeatures(PAPER_LAYERS, backbone="vgg19_bn", weights=str(tmp_path / "vgg19_bn.pth"))
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in features.modules())
+    assert all(module.training for module in features.modules())  # no "modules in eval mode" warning at fit start
     images = torch.rand(2, 3, 32, 32)
     x = torchvision.transforms.functional.normalize(images, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     out, names = features(images), layer_names(reference.features)
