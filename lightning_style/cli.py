@@ -233,9 +233,10 @@ class StyleTransferCLI(LightningCLI):
             last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
             lines = summary(writer, signum, time.monotonic() - self._started, self._args, last)
             print("\n".join(lines), flush=True)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()  # a later job in this process (a notebook's) gets a run of its own
+        if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+            import wandb
+
+            wandb.finish()  # this process's run, if it has one: a later job here (a notebook's) gets a run of its own
         if signum:
             sys.exit(128 + signum)
         if writer is not None and writer.skipped:

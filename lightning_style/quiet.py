@@ -14,7 +14,7 @@ def no_adverts(record: logging.LogRecord) -> bool:
 
 
 def quiet_lightning() -> None:
-    """Install the filters (again: no effect)."""
+    """Install the filters; a second call adds nothing."""
     if no_adverts not in LIGHTNING_LOG.filters:
         LIGHTNING_LOG.addFilter(no_adverts)
     # Lightning 2.6 flattens every fit's loaders with torch's LeafSpec, deprecated since torch 2.10: its users can

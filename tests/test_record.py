@@ -163,6 +163,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line(job):
     assert "run the same command with --ckpt_path last" in code
 
 
+@pytest.mark.filterwarnings("error:There is a wandb run already in progress")  # each command ends its run
 def test_wandb_offline_one_job_is_one_run(job, monkeypatch):
     import wandb
 
