@@ -22,7 +22,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the workers share the 
     os.environ["OMP_NUM_THREADS"] = "1"  # and the processes the tests start
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow end-to-end tests first: under ``pytest -n`` the quick ones then fill the workers' gaps, and no long
     test starts last."""
