@@ -101,6 +101,7 @@ def fit(
     ckpt_path: str | None = None,
     seed: int = 0,
     init_image: str | None = None,
+    num_workers: int = 0,
     trainer_kwargs: dict | None = None,
     model: StyleTransfer | None = None,
     callbacks: tuple = (),
@@ -112,7 +113,8 @@ def fit(
     if model is None:
         model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
     data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_weights=style_weights,
-                          masks=masks, batch_size=batch_size, steps=steps, init=init_image)
+                          masks=masks, batch_size=batch_size, steps=steps, init=init_image,
+                          num_workers=num_workers)
     trainer = pl.Trainer(
         **{
             "accelerator": "cpu",

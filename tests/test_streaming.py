@@ -71,6 +71,21 @@ def test_a_pair_gives_the_same_result_in_any_batch(tmp_path):
         torch.testing.assert_close(runs[0][name], runs[1][name], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_loader_workers_decode_ahead_and_change_nothing(tmp_path, workers):
+    """``num_workers`` processes decode inside the plan's loader: every step's batch, in order, as without them."""
+    contents = [str(write_image(tmp_path / "in" / f"photo{k}.png", size=(48, 40) if k < 3 else (40, 48), seed=k))
+                for k in range(5)]
+    style = str(write_image(tmp_path / "paint.png", seed=9))
+    alone = collected(fit(tmp_path / "w0", contents, style, steps=3, batch_size=2)[1])
+    model, trainer = fit(tmp_path / f"w{workers}", contents, style, steps=3, batch_size=2, num_workers=workers)
+    assert trainer.global_step == 3 * 3  # batches of 2, 1 | 2 (two shapes)
+    ahead = collected(trainer)
+    assert sorted(ahead) == sorted(alone) and len(alone) == 5
+    for name in alone:
+        torch.testing.assert_close(ahead[name], alone[name], atol=1e-6, rtol=0)
+
+
 def peak_memory_mb(tmp_path: Path, runs: list[int]) -> list[float]:
     """Peak RSS after each of the runs over ``contents`` x 4 pairs of 256x213 images, in batches of 2, one after the
     other in one fresh process (one start-up; the peak only grows, so a later run shows its own growth)."""
