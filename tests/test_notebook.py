@@ -1,3 +1,5 @@
+import re
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -21,6 +23,11 @@ def test_the_notebook_ships_with_its_pictures():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert pictures(notebook) == 2
     assert "OFFLINE = True" in notebook.cells[1].source  # the switch the saved outputs were made with
+    # Saved as a reader should see it, and as running it again saves it: no warning (a path of the machine that ran
+    # it), no times (a progress bar's, the cells' execution times).
+    texts = [output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])]
+    assert not [text for text in texts if re.search(r"\.py:\d+: |it/s|s/it", text)]
+    assert not [cell for cell in notebook.cells if "execution" in cell.metadata]
 
 
 @pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips it
