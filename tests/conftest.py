@@ -95,6 +95,7 @@ def fit(
     max_steps: int = -1,
     batch_size: int = 4,
     image_size: int = 32,
+    style_scale: float = 1.0,
     pairing: str = "product",
     style_weights: list[float] | None = None,
     masks: list[str] | None = None,
@@ -112,9 +113,9 @@ def fit(
     pl.seed_everything(seed, verbose=False)
     if model is None:
         model = StyleTransfer(**{"backbone": "vgg16", "weights": None, **model_kwargs})
-    data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_weights=style_weights,
-                          masks=masks, batch_size=batch_size, steps=steps, init=init_image,
-                          num_workers=num_workers)
+    data = PairDataModule(content, style, pairing=pairing, image_size=image_size, style_scale=style_scale,
+                          style_weights=style_weights, masks=masks, batch_size=batch_size, steps=steps,
+                          init=init_image, num_workers=num_workers)
     trainer = pl.Trainer(
         **{
             "accelerator": "cpu",

@@ -8,12 +8,25 @@ from lightning_style.features import IMAGENET_MEAN, IMAGENET_STD, build_features
 PAPER_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 
+def torchvision_vgg(backbone: str) -> torch.nn.Module:
+    """A torchvision VGG with freshly initialised features and a one-layer classifier: its state_dict has a whole
+    model's keys, without the 120M classifier parameters that would take seconds to initialise and save."""
+    with torch.device("meta"):
+        model = getattr(torchvision.models, backbone)()
+    model.features.to_empty(device="cpu")
+    for module in model.features.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    model.classifier = torch.nn.Linear(4, 2)
+    return model
+
+
 @pytest.mark.parametrize(
     "backbone, indices",
     [("vgg19_bn", [2, 9, 16, 29, 32, 42]), ("vgg19", [1, 6, 11, 20, 22, 29]), ("vgg16", [1, 6, 11, 18, 20, 25])],
 )
 def test_layer_names_match_torchvision_indices(backbone, indices):
-    names = layer_names(getattr(torchvision.models, backbone)().features)
+    names = layer_names(torchvision_vgg(backbone).features)
     assert [names.index(layer) for layer in PAPER_LAYERS] == indices
     assert names[:3] == (["conv1_1", "bn1_1", "relu1_1"] if backbone.endswith("_bn")
                          else ["conv1_1", "relu1_1", "conv1_2"])
@@ -34,7 +47,7 @@ def test_frozen_truncated_and_out_of_the_state_dict():
 
 
 def test_matches_torchvision_with_the_same_weights(tmp_path):
-    reference = torchvision.models.vgg16()
+    reference = torchvision_vgg("vgg16")
     torch.save(reference.state_dict(), tmp_path / "whole.pth")
     torch.save(reference.features.state_dict(), tmp_path / "features.pth")
     images = torch.rand(2, 3, 32, 32)
@@ -46,7 +59,7 @@ def test_matches_torchvision_with_the_same_weights(tmp_path):
 
 
 def test_batchnorm_folded_into_the_convs_gives_torchvision_vgg19_bn_outputs(tmp_path):
-    reference = torchvision.models.vgg19_bn()
+    reference = torchvision_vgg("vgg19_bn")
     for module in reference.modules():
         if isinstance(module, torch.nn.BatchNorm2d):  # statistics far from the identity, as trained ones are
             module.running_mean.normal_(0, 0.5), module.running_var.uniform_(0.5, 2)

@@ -1,5 +1,5 @@
 """With real pretrained weights, the default settings really stylise: style statistics move to the painting's,
-and the photo stays recognisable."""
+the photo stays recognisable, and as much of it at 64 px as at 128 px."""
 
 import pytest
 import torch
@@ -12,7 +12,19 @@ from conftest import ROOT, fit, results
 pytestmark = pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips them
 
 
-def test_default_weights_give_a_stylised_recognisable_image(tmp_path, hed_weights):
+def shapes_kept(result: torch.Tensor, photo: torch.Tensor) -> float:
+    """The SSIM of the result's edges against the photo's, both shrunk 4 times: a view relative to the image's size
+    (``benchmarks/balance.py``'s "shapes")."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scores", ROOT / "benchmarks" / "quality_scores.py")
+    scores = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scores)
+    shrink = lambda image: torch.nn.functional.interpolate(image, scale_factor=0.25, mode="bilinear", antialias=True)
+    return ssim(scores.edges(shrink(result)[0])[None], scores.edges(shrink(photo)[0])[None], data_range=1.0).item()
+
+
+def test_default_weights_give_a_stylised_recognisable_image_alike_at_two_sizes(tmp_path, hed_weights):
     content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
     model, trainer = fit(tmp_path, content, style, steps=100, image_size=128, backbone="vgg16",
                          weights=str(hed_weights))
@@ -38,3 +50,11 @@ def test_default_weights_give_a_stylised_recognisable_image(tmp_path, hed_weight
     assert (colour(result) - colour(painting)).norm() < 0.5 * (colour(photo) - colour(painting)).norm()
     grey = lambda image: image.mean(1, keepdim=True)
     assert ssim(grey(result), grey(photo)) > 2 * ssim(grey(painting), grey(photo))
+
+    # The same weights at half the size keep about as much of the photo's shapes, seen at the same relative size
+    # (README, "Balance and image size": within 7% from 128 to 512 px on two other pairs).
+    _, small = fit(tmp_path / "64", content, ROOT / "examples/style/swirls.png", steps=100, image_size=64,
+                   backbone="vgg16", weights=str(hed_weights))
+    (small,) = results(small).values()
+    kept = shapes_kept(result, photo), shapes_kept(small.image[None], small.content[None])
+    assert 0.85 < kept[1] / kept[0] < 1.15, kept

@@ -166,6 +166,35 @@ def test_the_same_style_weight_means_the_same_balance_for_every_loss(tmp_path, h
     assert 0.85 < distance["sliced"] / distance["gram"] < 1.15, distance
 
 
+def test_every_term_is_of_order_one_at_the_photo_at_every_size(hed_weights):
+    """What the normalisation promises (README, "Balance and image size"): with the real VGG16, each layer's style
+    loss of the photo against the painting lies between 0.03 and 3 at 64, 128 and 256 px, for every loss and both
+    example pairs (measured 0.06 to 2.3; without the division by the target's energy, gram's range from 100 to
+    1e7), and the size changes it by less than 4 times (measured up to 3.5: what VGG sees of an image changes
+    with its size)."""
+    from lightning_style.images import load_image
+
+    from conftest import ROOT
+
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    features = VGGFeatures(list(layers), backbone="vgg16", weights=str(hed_weights))
+    for content, style in [("chelsea", "swirls"), ("astronaut", "embers")]:
+        values = {loss: [] for loss in LOSSES}  # loss -> per size, (layer,)
+        for size in (64, 128, 256):
+            with torch.no_grad():
+                photo, painting = (features(load_image(ROOT / f"examples/{kind}/{name}.png", size)[None])
+                                   for kind, name in [("content", content), ("style", style)])
+                for loss in LOSSES:
+                    style_loss = STYLE_LOSSES[loss]()
+                    values[loss].append(torch.cat([
+                        style_loss(photo[layer], style_loss.stack([[style_loss.target([painting[layer]], (1.0,))]]),
+                                   None) for layer in layers]))
+        for loss, per_size in values.items():
+            per_size = torch.stack(per_size)  # (size, layer)
+            assert per_size.min() > 0.03 and per_size.max() < 3, (content, loss, per_size)
+            assert (per_size.max(0).values / per_size.min(0).values).max() < 4, (content, loss, per_size)
+
+
 @pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
 def test_the_style_loss_of_a_region_does_not_reach_pixels_outside_it(loss):
     features = VGGFeatures(["relu1_1"], backbone="vgg16", weights=None)
