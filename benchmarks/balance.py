@@ -35,6 +35,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchmetrics.functional.image import structural_similarity_index_measure as ssim_of
 
 from lightning_style import PairDataModule, StyleTransfer
 from lightning_style.callbacks import side_by_side, to_pil
@@ -80,18 +81,12 @@ def stylise(content: Path, style: Path, size: int, loss: str, steps: int, weight
 @torch.no_grad()
 def judge(result: torch.Tensor, photo: torch.Tensor, style: torch.Tensor, features: VGGFeatures) -> dict[str, float]:
     """The measures of a ``(3, H, W)`` result against its photo and style."""
-    ssim = lambda a, b: structural_similarity(edges(a)[None], edges(b)[None], data_range=1.0).item()
+    ssim = lambda a, b: ssim_of(edges(a)[None], edges(b)[None], data_range=1.0).item()
     coarse = lambda image: F.interpolate(image[None], scale_factor=1 / SHRINK, mode="bilinear", antialias=True)[0]
     colour = lambda image: 0.5 * (histogram(image) - histogram(style)).abs().sum().item()
     relu4_2 = lambda image: features(image[None])["relu4_2"]
     return {"edge_ssim": ssim(result, photo), "coarse_edge_ssim": ssim(coarse(result), coarse(photo)),
             "colour": colour(result) / colour(photo), "content": content_loss(relu4_2(result), relu4_2(photo)).item()}
-
-
-def structural_similarity(*args, **kwargs):
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    return structural_similarity_index_measure(*args, **kwargs)
 
 
 def write_tables(results: dict, sizes: list[int], out: Path) -> str:
@@ -117,7 +112,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--losses", nargs="+", default=["gram", "wasserstein", "sliced"])
     parser.add_argument("--pairs", type=int, nargs="+", default=list(range(len(PAIRS))), help="indices into PAIRS")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "lightning-style"))
     parser.add_argument("--out", default="outputs/balance")
     parser.add_argument("--reuse", action="store_true", help="judge the results already in --out, run the rest")
@@ -151,7 +146,7 @@ def main() -> None:
                       flush=True)
             (out / "balance.json").write_text(json.dumps({**old, **results}, indent=1))
     print(write_tables(results, args.sizes, out))
-    height = min(args.sizes)  # every result shown at the smallest size: the view a balance is judged in
+    height = min(args.sizes)  # every result shown at the smallest size
     shrink = lambda path: (lambda x: F.interpolate(x[None], scale_factor=height / max(x.shape[1:]), mode="bilinear",
                                                    antialias=True)[0])(load(path))
     for index in args.pairs:
