@@ -2,6 +2,7 @@
 before any compute."""
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,8 +49,8 @@ def layer_weights(layers: Sequence[str] | dict[str, float], option: str) -> dict
 
 def check_trainer(trainer) -> None:
     """Refuse a precision that would store the images themselves in 16 bits, gradient clipping (over a batch: it
-    would couple the pairs), and DDP that would mix the processes' images (it averages gradients and needs every
-    process to hold parameters of the same shapes)."""
+    would couple the pairs), DDP that would mix the processes' images (it averages gradients and needs every
+    process to hold parameters of the same shapes), and fewer processes than torchrun started."""
     precision = str(trainer.precision)
     if precision in ("16-true", "bf16-true"):
         raise OptionError("Trainer", "precision", precision, "would store the images in low precision; use "
@@ -64,6 +65,13 @@ def check_trainer(trainer) -> None:
     if isinstance(trainer.strategy, DDPStrategy) and not isinstance(trainer.strategy, IndependentDDPStrategy):
         raise OptionError("Trainer", "strategy", "ddp", "would average the images' gradients over the processes; use "
                           "lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")
+    started = os.environ.get("WORLD_SIZE", "") if "TORCHELASTIC_RUN_ID" in os.environ else ""
+    if started.isdigit() and int(started) != trainer.world_size:
+        # Lightning would run each of torchrun's processes alone as rank 0: every pair done once per process.
+        raise OptionError("Trainer", "num_nodes", trainer.num_nodes,
+                          f"x devices {trainer.num_devices} makes {trainer.world_size} process(es), but torchrun "
+                          f"started {started}: set num_nodes to torchrun's --nnodes and devices to its "
+                          "--nproc_per_node")
 
 
 def check_optimizer(optimizer: torch.optim.Optimizer, trainer) -> None:

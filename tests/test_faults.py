@@ -44,6 +44,26 @@ def test_gradient_clipping_is_refused(tmp_path, images):
         fit(tmp_path, images["content"], images["style"], trainer_kwargs={"gradient_clip_val": 0.5})
 
 
+def test_fewer_processes_than_torchrun_started_are_refused_in_one_line(tmp_path, images, monkeypatch, capsys):
+    """Under ``torchrun --nnodes 2 --nproc_per_node 1`` (its variables, as it sets them) without
+    ``--trainer.num_nodes 2``, Lightning runs each process alone as rank 0: every pair would be done twice."""
+    from lightning_style import StyleTransferError
+
+    from conftest import ROOT, run_main
+
+    for name, value in {"TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
+                        "GROUP_RANK": "0", "LOCAL_WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(StyleTransferError, match=r"^Trainer\(num_nodes=1\) x devices 1 makes 1 process\(es\), but "
+                                                 r"torchrun started 2: set num_nodes to torchrun's --nnodes"):
+        fit(tmp_path, images["content"], images["style"])
+    monkeypatch.chdir(ROOT)
+    code, _ = run_main("fit", "--config", "configs/debug.yaml", "--output.dir", str(tmp_path / "out"))
+    assert code == ("lightning-style: error: --trainer.num_nodes 1 x devices 1 makes 1 process(es), but torchrun "
+                    "started 2: set num_nodes to torchrun's --nnodes and devices to its --nproc_per_node")
+    assert not (tmp_path / "out").exists()
+
+
 def test_half_precision_images_are_refused(tmp_path, images):
     from lightning_style import StyleTransferError
 
