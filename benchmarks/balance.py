@@ -30,7 +30,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -44,7 +43,8 @@ from lightning_style.losses import content_loss
 from lightning_style.offline_weights import default_path, fetch_hed_vgg16
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality_scores import edges, histogram  # noqa: E402  (a sibling: the measures quality.py scores with)
+from quality import save, to_tensor  # noqa: E402  (siblings: quality.py's files and the measures it scores with)
+from quality_scores import edges, histogram  # noqa: E402
 
 SCIKIT_IMAGE = "scikit-image==0.26.0"
 SHRINK = 4  # the coarse edges are compared on images shrunk 4 times: the photo's shapes, not the strokes
@@ -158,13 +158,8 @@ def main() -> None:
           f" in {out}/")
 
 
-def save(image: torch.Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image).save(path)
-
-
 def load(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+    return to_tensor(Image.open(path))
 
 
 if __name__ == "__main__":

@@ -12,16 +12,14 @@ from conftest import ROOT, fit, results
 pytestmark = pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips them
 
 
-def shapes_kept(result: torch.Tensor, photo: torch.Tensor) -> float:
-    """The SSIM of the result's edges against the photo's, both shrunk 4 times: a view relative to the image's size
-    (``benchmarks/balance.py``'s "shapes")."""
+def balance_judge():
+    """``benchmarks/balance.py``'s measures of a result (its "shapes": the SSIM of the edges, images shrunk 4 times)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("scores", ROOT / "benchmarks" / "quality_scores.py")
-    scores = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scores)
-    shrink = lambda image: torch.nn.functional.interpolate(image, scale_factor=0.25, mode="bilinear", antialias=True)
-    return ssim(scores.edges(shrink(result)[0])[None], scores.edges(shrink(photo)[0])[None], data_range=1.0).item()
+    spec = importlib.util.spec_from_file_location("balance", ROOT / "benchmarks" / "balance.py")
+    balance = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(balance)
+    return balance.judge
 
 
 def test_default_weights_give_a_stylised_recognisable_image_alike_at_two_sizes(tmp_path, hed_weights):
@@ -56,5 +54,6 @@ def test_default_weights_give_a_stylised_recognisable_image_alike_at_two_sizes(t
     _, small = fit(tmp_path / "64", content, ROOT / "examples/style/swirls.png", steps=100, image_size=64,
                    backbone="vgg16", weights=str(hed_weights))
     (small,) = results(small).values()
-    kept = shapes_kept(result, photo), shapes_kept(small.image[None], small.content[None])
+    judge = balance_judge()
+    kept = [judge(run.image, run.content, run.styles[0], model.features)["coarse_edge_ssim"] for run in (pair, small)]
     assert 0.85 < kept[1] / kept[0] < 1.15, kept
