@@ -5,6 +5,7 @@ each batch's first (decoding, targets) and the mean number of pairs those steps 
     python benchmarks/timed_fit.py fit --config configs/default.yaml ... --trainer.callbacks+=timed_fit.StepTimer
 """
 
+import os
 import resource
 import statistics
 import sys
@@ -30,6 +31,19 @@ class StepTimer(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         if self.times:
             print("STEP", statistics.median(self.times), statistics.mean(self.pairs), flush=True)
+
+
+class Straggler(pl.Callback):
+    """Makes one process ``STRAGGLER_FACTOR`` times slower (it sleeps after each step): global rank
+    ``STRAGGLER_RANK`` (default 0) of a run whose environment has ``STRAGGLER_FACTOR``."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        factor = float(os.environ.get("STRAGGLER_FACTOR", 1))
+        if trainer.global_rank == int(os.environ.get("STRAGGLER_RANK", 0)):
+            time.sleep((factor - 1) * (time.perf_counter() - self.start))
 
 
 if __name__ == "__main__":

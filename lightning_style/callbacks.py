@@ -94,8 +94,7 @@ class ImageWriter(pl.Callback):
         every ``setup``, so that a run refused there has written nothing."""
         data = trainer.datamodule
         settings = pl_module.result_settings()
-        self.expected = {name: plain({"pair": name, "inputs": data.inputs(i), "settings": settings})
-                         for i, name in enumerate(data.names)}
+        self.expected = self.expect(data, settings)
         done, redo = set(), {}
         if trainer.is_global_zero:
             if not self._checked:
@@ -111,6 +110,13 @@ class ImageWriter(pl.Callback):
             print(f"lightning-style: redoing {len(redo)} result(s) in {self.dir}/ made from other inputs or settings "
                   f"({reasons}{'; ...' if len(set(redo.values())) > 3 else ''})", flush=True)
         data.leave_out(done, settings)
+
+    @staticmethod
+    def expect(data, settings: dict) -> dict[str, dict]:
+        """Each pair's provenance in a run of ``data`` (a :class:`~lightning_style.PairDataModule`) with the
+        model's ``settings``, without its steps: what a result must carry to count as done."""
+        return {name: plain({"pair": name, "inputs": data.inputs(i), "settings": settings})
+                for i, name in enumerate(data.names)}
 
     def write(self, result: BatchResult) -> list[Path]:
         """Write a batch's images, as results or (a snapshot) as partial images; returns the paths."""
@@ -152,6 +158,21 @@ class ImageWriter(pl.Callback):
                 f"another process could not write its results to {self.dir}/ (its own line names the file); free "
                 "the space (or make the folder writable) and run the same command: the pairs not written are redone")
 
+    def _log_progress(self, trainer: pl.Trainer) -> None:
+        """The job's progress on the dashboards: ``progress/pairs_done`` of ``progress/pairs`` (this run's part,
+        over every process), and for a shard ``progress/job_results`` of ``progress/job_pairs``: the pairs of every
+        shard that have a result in the folder, from one listing of it."""
+        data = trainer.datamodule
+        if not hasattr(data, "progress"):
+            return
+        done, total = data.progress(trainer.global_step)
+        figures = {"progress/pairs_done": done, "progress/pairs": total}
+        if getattr(data, "shard", None) is not None and data.shard.count > 1:
+            figures |= {"progress/job_results": self.record.count_results(data.job_names),
+                        "progress/job_pairs": len(data.job_names)}
+        for logger in trainer.loggers:
+            logger.log_metrics(figures, step=trainer.global_step)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start_step, self._failed, self.written, self.skipped = trainer.global_step, None, 0, 0
 
@@ -161,6 +182,8 @@ class ImageWriter(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
         if pl_module.result is not None:
             self._write_or_stop(trainer, pl_module.result)
+            if trainer.is_global_zero:
+                self._log_progress(trainer)
         elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
             self._write_partial(pl_module.snapshot())
 

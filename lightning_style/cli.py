@@ -1,5 +1,6 @@
 """The ``lightning-style`` command: a ``LightningCLI`` over ``StyleTransfer`` and ``PairDataModule``."""
 
+import hashlib
 import json
 import logging
 import os
@@ -27,8 +28,10 @@ from .files import check_folder
 from .help import FIT_PARSER, FIT_SUMMARY, MAIN_PARSER, arrange_help
 from .image_logger import ImageLogger
 from .module import StyleTransfer
+from .preview import preview
 from .quiet import LIGHTNING_LOG
 from .resources import check_memory
+from .shards import Shard, find_shard
 from .stop import GracefulStop
 from .strategy import IndependentDDPStrategy
 from .summary import summary
@@ -93,8 +96,10 @@ class StyleTransferCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--float32_matmul_precision", type=Literal["highest", "high", "medium"], default="high",
-                            help="high: TF32 for the Gram matrices' products on CUDA GPUs (as for convolutions); "
-                                 "highest: full float32. No effect on a CPU.")
+                            help="high: TF32 for the Gram matrices on CUDA GPUs (as for convolutions); highest: "
+                                 "full float32")
+        parser.add_argument("--plan", type=bool, default=False,
+                            help="print the job's plan (pairs, steps, memory, time) and stop")
         parser.add_lightning_class_args(ImageWriter, "output")
         parser.add_lightning_class_args(ImageLogger, "images")
         parser.set_defaults({
@@ -156,14 +161,21 @@ class StyleTransferCLI(LightningCLI):
                                          f"lightning-style repository (run from its root), or give your own image")
         if config.trainer.default_root_dir is None:
             config.trainer.default_root_dir = out
+        shard = self._shard(config)
         if config.trainer.logger in (None, True):
-            config.trainer.logger = Namespace(class_path="pytorch_lightning.loggers.CSVLogger",
-                                              init_args=Namespace(save_dir=out, name="logs"))
+            config.trainer.logger = Namespace(class_path="pytorch_lightning.loggers.CSVLogger", init_args=Namespace(
+                save_dir=out, name=f"logs/{shard.label}" if shard.count > 1 else "logs"))
         loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
         for logger in loggers:
             arguments = logger.get("init_args") if isinstance(logger, Namespace) else None
             if arguments is not None and "save_dir" in arguments and arguments.save_dir is None:
                 arguments.save_dir = out
+            if arguments is not None and shard.count > 1 and logger.class_path.endswith("WandbLogger"):
+                # The shards of a job: one W&B group (the output folder), one run per shard.
+                folder = Path(out).absolute()
+                digest = hashlib.blake2b(str(folder).encode(), digest_size=3).hexdigest()
+                arguments.group = arguments.get("group") or f"{folder.name}-{digest}"
+                arguments.name = arguments.get("name") or shard.label
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, a
@@ -189,7 +201,7 @@ class StyleTransferCLI(LightningCLI):
         again (see :meth:`PairDataModule.train_dataloader`)."""
         config = self.config.get(self.config.get("subcommand") or "")
         if config and config.get("ckpt_path") == "last":
-            last = (Path(config["output"]["dir"]) / "checkpoints" / "last.ckpt").absolute()
+            last = (self._checkpoints(config) / "last.ckpt").absolute()
             if last.exists():
                 config["ckpt_path"] = str(last)
             else:
@@ -197,6 +209,16 @@ class StyleTransferCLI(LightningCLI):
                 config["ckpt_path"] = None
         if config and config.get("ckpt_path"):
             read_checkpoint(config["ckpt_path"], mmap=True)  # a look at its fields; the fit reads it again
+
+    def _shard(self, config: Namespace) -> Shard:
+        """The part of the job this command runs (from ``--data.shard``/``--data.shards`` or the environment)."""
+        with self._in_flags():
+            return find_shard(config.data.shard, config.data.shards)
+
+    def _checkpoints(self, config: Namespace) -> Path:
+        """``<output.dir>/checkpoints``, and a folder in it per shard: each shard goes on from its own checkpoint."""
+        folder, shard = Path(config.output.dir) / "checkpoints", self._shard(config)
+        return folder / shard.label if shard.count > 1 else folder
 
     def before_fit(self) -> None:
         # Every check before anything is written or decoded (a fit would create the loggers' folders first): the
@@ -218,8 +240,17 @@ class StyleTransferCLI(LightningCLI):
                 check_folder(logger.save_dir, type(logger).__name__, "save_dir")
         for callback in trainer.checkpoint_callbacks:
             if callback.dirpath is None:  # the same folder for every run of the command: --ckpt_path last
-                callback.dirpath = str((self._output / "checkpoints").absolute())
+                callback.dirpath = str(self._checkpoints(self.config[self.subcommand]).absolute())
+        if data.shard.count > 1 and trainer.is_global_zero:
+            print(f"lightning-style: {data.shard} (from {data.shard.source}): {len(data.names)} of the job's "
+                  f"{len(data.job_names)} pairs", flush=True)
         data.setup("fit")
+        if self.config[self.subcommand].plan:
+            writer = next(c for c in trainer.callbacks if isinstance(c, ImageWriter))
+            lines = preview(trainer, model, data, writer)
+            if trainer.is_global_zero:
+                print("\n".join(lines), flush=True)
+            sys.exit(0)
         self._started = time.monotonic()
 
     def after_fit(self) -> None:
@@ -231,7 +262,9 @@ class StyleTransferCLI(LightningCLI):
         signum = stop.signal if stop else None
         if trainer.is_global_zero and writer is not None:
             last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
-            lines = summary(writer, signum, time.monotonic() - self._started, self._args, last)
+            data = self.datamodule
+            lines = summary(writer, signum, time.monotonic() - self._started, self._args, last, data.shard,
+                            data.job_names)
             print("\n".join(lines), flush=True)
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             import wandb

@@ -14,6 +14,7 @@ from .in_progress import check_plan_state
 from .pairs import PairBatch, PairFiles, mask_files, pair_name, pair_up
 from .plan import Plan
 from .record import difference, fingerprint, plain
+from .shards import find_shard
 
 DATA = "PairDataModule"
 
@@ -92,6 +93,11 @@ class PairDataModule(LightningDataModule):
         batch_size: pairs optimised together (pairs of one image shape; see the README for the measured choice).
         init: an image every pair starts from (resized to its content) instead of ``StyleTransfer(init=...)``.
         num_workers: processes that decode the next batch while one is optimised (0: decode in the main process).
+        shard: this run's part of the job, ``0 .. shards-1``, run with no communication with the other parts;
+            default: the index of a SLURM array task (``SLURM_ARRAY_TASK_ID``) or of a Kubernetes Indexed Job's pod
+            (``JOB_COMPLETION_INDEX``), else the whole job. See :mod:`lightning_style.shards`.
+        shards: the number of parts the job is cut into (a pair's part depends only on its name); default: the
+            SLURM array's task count, else 1. 1 runs the whole job, even in an array task.
     """
 
     def __init__(
@@ -108,6 +114,8 @@ class PairDataModule(LightningDataModule):
         init: str | None = None,
         batch_size: int = 4,
         num_workers: int = 0,
+        shard: int | None = None,
+        shards: int | None = None,
     ) -> None:
         super().__init__()
         for option, value in (("steps", steps), ("image_size", image_size), ("batch_size", batch_size)):
@@ -129,6 +137,11 @@ class PairDataModule(LightningDataModule):
             seen = set()
             twice = next(name for name in self.names if name in seen or seen.add(name))
             raise StyleTransferError(f"two pairs are both named {twice!r}: rename one of the images")
+        self.shard = find_shard(shard, shards)
+        self.job_names = self.names  # every shard's pairs; this run plans and reads only its own
+        if self.shard.count > 1:
+            self.sources = [pair for pair, name in zip(self.sources, self.names, strict=True) if self.shard.holds(name)]
+            self.names = [name for name in self.names if self.shard.holds(name)]
         self.image_size, self.style_scale = image_size, style_scale
         self.batch_size, self.steps, self.num_workers = batch_size, steps, num_workers
         self.masks = mask_files(masks, pairing, styles, style_weights)
@@ -143,7 +156,7 @@ class PairDataModule(LightningDataModule):
             except OSError as error:
                 raise StyleTransferError(f"{role} {path}: cannot read it ({error.strerror or error})") from None
         for mask in self.masks:
-            for content in contents:
+            for content in dict.fromkeys(content for content, _ in self.sources):
                 (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
                 if abs(mw / mh - cw / ch) > 0.02 * cw / ch:
                     raise StyleTransferError(f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a "

@@ -32,6 +32,11 @@ def _why_offline() -> str | None:
     return None
 
 
+def _safe(name: str) -> str:
+    """``name`` as part of a file name: letters, digits, ``-`` and ``_`` kept, anything else ``_``."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:100]
+
+
 def _kept_run_id(path: Path) -> str | None:
     """The W&B run id kept in ``path``, if there is one."""
     try:
@@ -51,6 +56,8 @@ class WandbLogger(_WandbLogger):
     One job, one W&B run: unless an ``id`` is given, the run's id is kept in ``<save_dir>/wandb/run-id`` (the
     command line's ``save_dir`` is ``--output.dir``), and every later run of the job continues that W&B run
     (``resume="allow"``): one dashboard, its curves and its ``pairs`` table continuous across stops and resumes.
+    A run with a ``name`` keeps its id in ``run-id-<name>``: the shards of a job (the command line names each
+    ``shard-I-of-N`` and puts them in one ``group``) are one run each, each continued by its own retries.
 
     Args:
         offline: log offline from the start.
@@ -65,7 +72,9 @@ class WandbLogger(_WandbLogger):
         save_dir = "." if save_dir is None else save_dir
         self._run_id_file = None
         if kwargs.get("id") is None and kwargs.get("version") is None:
-            self._run_id_file = Path(save_dir) / "wandb" / "run-id"  # written when the run starts
+            # written when the run starts; one per run name (each shard of a job names its run)
+            name = kwargs.get("name")
+            self._run_id_file = Path(save_dir) / "wandb" / ("run-id" if not name else f"run-id-{_safe(name)}")
             kwargs["id"] = _kept_run_id(self._run_id_file) or uuid.uuid4().hex[:8]  # W&B's own ids look so
             kwargs["resume"] = kwargs.get("resume") or "allow"
         reason = None if offline or os.environ.get("WANDB_MODE") else _why_offline()

@@ -55,6 +55,17 @@ def available_bytes(device: torch.device) -> int | None:
         return None
 
 
+def _style_bytes(styles: Sequence[tuple[int, int]]) -> float:
+    return STYLE_GB_PER_MEGAPIXEL * 1e3 * max((h * w for h, w in styles), default=0)
+
+
+def memory_needed(features: VGGFeatures, images: Sequence[tuple[int, int]],
+                  styles: Sequence[tuple[int, int]]) -> float:
+    """Estimated bytes a process needs to optimise ``images`` (``(height, width)`` each, at the same time) against
+    the largest of ``styles`` (their targets are taken one at a time)."""
+    return bytes_per_pixel(features) * sum(h * w for h, w in images) + _style_bytes(styles)
+
+
 def check_memory(
     features: VGGFeatures,
     images: Sequence[tuple[int, int]],
@@ -76,7 +87,7 @@ def check_memory(
         return
     per_pixel = bytes_per_pixel(features)
     image_bytes = per_pixel * sum(h * w for h, w in images)
-    style_bytes = STYLE_GB_PER_MEGAPIXEL * 1e3 * max((h * w for h, w in styles), default=0)
+    style_bytes = _style_bytes(styles)
     need = image_bytes + style_bytes
     if need <= free:
         return

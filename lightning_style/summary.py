@@ -5,28 +5,39 @@ import signal
 from pathlib import Path
 
 from .callbacks import ImageWriter
+from .shards import Shard
 
 # Options that would not go on as they were given: a run that resumes reads its checkpoint by itself, a step cap
 # would stop it at once, and overwrite would redo what the run wrote.
 NOT_GOING_ON = ("--ckpt_path", "--trainer.max_steps", "--output.overwrite")
+SHARD_OPTIONS = ("--data.shard", "--data.shards")
+WHOLE_JOB = Shard()
 
 
-def summary(writer: ImageWriter, signum: int | None, seconds: float, args: list[str], last: Path | None) -> list[str]:
+def summary(writer: ImageWriter, signum: int | None, seconds: float, args: list[str], last: Path | None,
+            shard: Shard = WHOLE_JOB, job_names: list[str] | None = None) -> list[str]:
     """``lightning-style: [stopped by SIG...; ]this run: N pairs in T; the job: D of A done[, S skipped]; images in
     DIR/``, then, when pairs are left, ``to go on: lightning-style ...``: the same command, going on from ``last``
-    (the checkpoint) when it exists."""
+    (the checkpoint) when it exists. A shard of a job says ``shard I of N: D of A done`` and how many of the job's
+    pairs (``job_names``) have results in the folder, and its command names the shard."""
     done, total = writer.summary()
     stopped = f"stopped by {signal.Signals(signum).name}; " if signum else ""
     skipped = (f", {writer.skipped} skipped (their files could not be decoded: see the warnings above)"
                if writer.skipped else "")
+    part = "the job" if shard.count == 1 else str(shard)
+    job = ""
+    if shard.count > 1 and job_names is not None:
+        job = f"; the job: {writer.record.count_results(job_names)} of {len(job_names)} pairs have results"
     lines = [f"lightning-style: {stopped}this run: {writer.written} pair{'s' * (writer.written != 1)} in "
-             f"{_duration(seconds)}; the job: {done} of {total} done{skipped}; images in {writer.dir}/"]
+             f"{_duration(seconds)}; {part}: {done} of {total} done{skipped}{job}; images in {writer.dir}/"]
     if done < total:
         resume = " --ckpt_path last" if last and last.exists() else ""
-        for option in NOT_GOING_ON:
+        for option in NOT_GOING_ON + (SHARD_OPTIONS if shard.count > 1 else ()):
             args = _without_option(args, option)
         keep = " --output.overwrite false" if writer.overwrite else ""  # also when a config file says true
-        lines.append(f"to go on: lightning-style {shlex.join(args)}{keep}{resume}")
+        # The shard by number: the same part of the job when run by hand, away from its array task's variables.
+        named = f" --data.shard {shard.index} --data.shards {shard.count}" if shard.count > 1 else ""
+        lines.append(f"to go on: lightning-style {shlex.join(args)}{keep}{named}{resume}")
     return lines
 
 

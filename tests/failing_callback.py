@@ -1,5 +1,5 @@
-"""Callbacks that fail on purpose, for console-script runs in the tests: ``FailOnRankZero`` (global rank 0 raises
-at step 2) and ``KillAtStep`` (the process SIGKILLs itself, as the OOM killer or a power cut would)."""
+"""Callbacks that fail on purpose, for console-script runs in the tests: ``FailOnRank`` (one global rank raises at
+step 2) and ``KillAtStep`` (the process SIGKILLs itself, as the OOM killer or a power cut would)."""
 
 import os
 import signal
@@ -7,10 +7,13 @@ import signal
 from pytorch_lightning.callbacks import Callback
 
 
-class FailOnRankZero(Callback):
+class FailOnRank(Callback):
+    def __init__(self, rank: int = 0) -> None:
+        self.rank = rank
+
     def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == 2 and trainer.global_rank == 0:
-            raise RuntimeError("rank 0 fails here")
+        if trainer.global_step == 2 and trainer.global_rank == self.rank:
+            raise RuntimeError(f"rank {self.rank} fails here")
 
 
 class KillAtStep(Callback):

@@ -1,10 +1,16 @@
 """Real two-process runs (gloo on CPU) through the console script, compared pair by pair with one process: each
 process optimises its own batches and exchanges no image, gradient or optimiser state."""
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from lightning_style.shards import shard_of
 
 from collect_results import load_results
 from conftest import ROOT, run_cli, run_main, write_image
@@ -74,15 +80,39 @@ def test_adam_two_processes_equal_one_and_resume_on_one(tmp_path, seven_pairs):
         "checkpoints", "logs", *(f"p{k}__paint.png" for k in range(7))]
 
 
-def test_lbfgs_two_processes_equal_one(tmp_path, real_weights):
+def torchrun_two_nodes(tmp_path: Path, name: str, *args: str) -> dict[str, torch.Tensor]:
+    """Run the console script as two "nodes" of one process each, each node started by its own ``torchrun``
+    (static rendezvous on 127.0.0.1, as two machines of a cluster would run it); every finished pair's image."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    folder = tmp_path / name
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "LIGHTNING_STYLE_TEST_RESULTS": str(folder / "results"),
+           "OMP_NUM_THREADS": "1"}  # torchrun sets it only for several processes per node
+    script = Path(sys.executable).with_name("lightning-style")
+    nodes = [subprocess.Popen(
+        [str(Path(sys.executable).with_name("torchrun")), "--nnodes", "2", "--node_rank", str(rank),
+         "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port), str(script),
+         *DEBUG, "--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp", *args,
+         "--output.dir", str(folder / "out")],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)]
+    for node in nodes:
+        output, _ = node.communicate(timeout=600)
+        assert node.returncode == 0, output[-3000:]
+    return load_results(folder / "results")
+
+
+def test_lbfgs_two_torchrun_nodes_equal_one_process(tmp_path, real_weights):
     # L-BFGS's first step is tiny, so its curvature estimate magnifies last-bit differences (measured: 1e-3 after
     # 4 steps when one process runs 2 threads and each of two runs 1, or when a batch of 2 becomes two of 1). With
-    # the same batches (three shapes: a batch each) and the same thread count, sharding must change nothing.
+    # the same batches (three shapes: a batch each) and the same thread count (one per process), running on two
+    # nodes must change nothing.
     for seed, size in [(1, (48, 40)), (2, (40, 56)), (3, (56, 32))]:
         write_image(tmp_path / "contents" / f"photo{seed}.png", size=size, seed=seed)
     lbfgs = ["--data.content", str(tmp_path / "contents"), "--config", "configs/lbfgs.yaml", "--data.steps", "4",
              *real_weights]
-    two = fit(tmp_path, "two", 2, *lbfgs, env={"OMP_NUM_THREADS": "1"})
+    two = torchrun_two_nodes(tmp_path, "two", *lbfgs)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -94,7 +124,14 @@ def test_lbfgs_two_processes_equal_one(tmp_path, real_weights):
         assert torch.equal(two[name], one[name]), name
 
 
-def test_more_processes_than_pairs(tmp_path, real_weights):
-    write_image(tmp_path / "photo.png", seed=1)
-    only = ["--data.content", str(tmp_path / "photo.png"), "--data.steps", "3", *real_weights]
-    assert_same_pairs(fit(tmp_path, "two", 2, *only), fit(tmp_path, "one", 1, *only))
+def test_a_shard_on_more_processes_than_its_pairs(tmp_path, real_weights):
+    # Three photos; shard 1 of 2 holds photo0's pair only (shard_of), on two processes: one idles. The shard's pair
+    # equals the whole job's on one process.
+    for seed in range(3):
+        write_image(tmp_path / "photos" / f"photo{seed}.png", seed=seed)
+    assert [shard_of(f"photo{seed}__swirls", 2) for seed in range(3)] == [1, 0, 0]
+    photos = ["--data.content", str(tmp_path / "photos"), "--data.steps", "3", *real_weights]
+    shard = fit(tmp_path, "two", 2, *photos, "--data.shard", "1", "--data.shards", "2")
+    one = fit(tmp_path, "one", 1, *photos)
+    assert len(one) == 3 and list(shard) == ["photo0__swirls"]
+    assert_same_pairs(shard, {"photo0__swirls": one["photo0__swirls"]})

@@ -156,3 +156,57 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_a_summary_and_partial_i
     assert len(in_progress) == devices and saved["global_step"] > 0
     partial = sorted(path.stem for path in (out / "partial").glob("*.png"))
     assert partial == sorted(name for names in in_progress for name in names)
+
+
+def test_processes_that_do_not_all_join_stop_in_one_line_within_the_bound(tmp_path, monkeypatch):
+    # Two nodes asked for, one started: without a bound, a silent wait of 30 minutes.
+    for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)  # restored afterwards: this process would keep the run's
+    monkeypatch.chdir(ROOT)
+    code, _ = run_main("fit", "--config", "configs/debug.yaml", "--trainer.num_nodes", "2", "--trainer.strategy",
+                       "lightning_style.IndependentDDPStrategy", "--trainer.strategy.join_timeout", "2",
+                       "--output.dir", str(tmp_path / "out"))
+    assert code.startswith("lightning-style: error: the run's 2 processes did not all join at 127.0.0.1:"), code
+    assert "within 2 s (1 did) (process 0 is here): start every node's command" in code and "\n" not in code
+
+
+@pytest.mark.slow
+def test_a_process_that_stops_answering_stops_the_others_in_one_line(tmp_path):
+    """SIGSTOP to the second of two processes (a hung process, a machine gone): the first stops within the
+    silence bound (2 s here, 60 by default) instead of Lightning's 30 minutes, with one line naming it."""
+    last, out = tmp_path / "out/checkpoints/last.ckpt", tmp_path / "out"
+    script = Path(sys.executable).with_name("lightning-style")
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [str(script), "fit", "--config", "configs/debug.yaml", "--data.content", "examples/content",
+             "--data.steps", "100000", "--trainer.callbacks+=StepCheckpoint",
+             "--trainer.callbacks.every_n_train_steps", "2", "--trainer.devices", "2",
+             "--trainer.strategy", "lightning_style.IndependentDDPStrategy",
+             "--trainer.strategy.silence_timeout", "2", "--output.dir", str(out)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+    second = None
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not last.exists():
+            time.sleep(0.2)
+        assert last.exists(), "no checkpoint after 180 s:\n" + log.read_text()[-3000:]
+        second = next(int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(pid) == process.pid)
+        os.kill(second, signal.SIGSTOP)
+        process.wait(timeout=120)  # a hang, not a timing: the bound under test is 2 s
+    finally:
+        process.kill()
+        if second is not None:
+            os.kill(second, signal.SIGKILL)
+    lines = [line for line in log.read_text().splitlines() if line.startswith("lightning-style: error:")]
+    assert process.returncode == 1 and len(lines) == 1, log.read_text()[-3000:]
+    assert lines[0].startswith(f"lightning-style: error: process 1 of 2 (node 0, pid {second} on ")
+    assert "has not answered for 2 s (stopped, hung, or its machine gone): process 0 stops too" in lines[0]
+
+
+def _parent(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

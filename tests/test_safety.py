@@ -205,12 +205,17 @@ def test_resuming_with_other_model_options_starts_the_batch_again_and_says_why(t
 
 
 @pytest.mark.slow
-def test_when_rank_0_fails_the_other_process_stops(tmp_path):
-    # A callback that fails on rank 0 only, at step 2. Rank 1 is stopped at once, while rank 0 handles the failure:
-    # it neither waits for rank 0 at its next collective call (NCCL: until the 30-minute timeout; the subprocess
-    # timeout below catches a hang) nor adds its own traceback when gloo finds rank 0's connection closed.
+@pytest.mark.parametrize("rank", [0, 1])
+def test_when_a_process_fails_the_other_stops_at_once(tmp_path, rank):
+    # A callback that fails on one rank only, at step 2. The other process stops at once, with one line naming the
+    # failed one, instead of waiting for it at its next collective call (gloo: 30 minutes; the subprocess timeout
+    # below catches a hang), and adds no traceback of its own.
     result = run_cli(*DEBUG, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.steps", "1000",
-                     "--trainer.callbacks+=failing_callback.FailOnRankZero", "--output.dir", str(tmp_path / "out"),
-                     env={"PYTHONPATH": str(ROOT / "tests")}, timeout=240)
+                     "--trainer.callbacks+=failing_callback.FailOnRank", "--trainer.callbacks.rank", str(rank),
+                     "--output.dir", str(tmp_path / "out"), env={"PYTHONPATH": str(ROOT / "tests")}, timeout=240)
     assert result.returncode != 0
-    assert "rank 0 fails here" in result.stderr and "[rank1]" not in result.stderr, result.stderr[-3000:]
+    assert f"rank {rank} fails here" in result.stderr, result.stderr[-3000:]
+    if rank == 1:
+        assert "lightning-style: error: process 1 of 2 (node 0, pid " in result.stderr
+        assert ") failed: RuntimeError: rank 1 fails here: process 0 stops too" in result.stderr
+    assert f"[rank{1 - rank}]" not in result.stderr, result.stderr[-3000:]
