@@ -34,7 +34,7 @@ from .resources import check_memory
 from .shards import Shard, find_shard
 from .stop import GracefulStop
 from .strategy import IndependentDDPStrategy
-from .summary import summary
+from .summary import launched_by, summary
 
 
 class SaveConfigToLoggers(SaveConfigCallback):
@@ -264,7 +264,7 @@ class StyleTransferCLI(LightningCLI):
             last = next((Path(c.dirpath) / "last.ckpt" for c in trainer.checkpoint_callbacks if c.dirpath), None)
             data = self.datamodule
             lines = summary(writer, signum, time.monotonic() - self._started, self._args, last, data.shard,
-                            data.job_names)
+                            data.job_names, launched_by(os.environ))
             print("\n".join(lines), flush=True)
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             import wandb

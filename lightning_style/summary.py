@@ -2,6 +2,7 @@
 
 import shlex
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 
 from .callbacks import ImageWriter
@@ -14,11 +15,27 @@ SHARD_OPTIONS = ("--data.shard", "--data.shards")
 WHOLE_JOB = Shard()
 
 
+def launched_by(environ: Mapping[str, str]) -> str:
+    """How this process was started, when the command that goes on must be started the same way: ``torchrun``
+    (its agent's variables) or ``srun`` (a SLURM step of several tasks); else ``""``.
+
+    >>> launched_by({"TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2"})
+    'torchrun'
+    """
+    if "TORCHELASTIC_RUN_ID" in environ:
+        return "torchrun"
+    tasks = environ.get("SLURM_NTASKS", "")
+    if tasks.isdigit() and int(tasks) > 1 and "SLURM_STEP_ID" in environ:
+        return "srun"
+    return ""
+
+
 def summary(writer: ImageWriter, signum: int | None, seconds: float, args: list[str], last: Path | None,
-            shard: Shard = WHOLE_JOB, job_names: list[str] | None = None) -> list[str]:
+            shard: Shard = WHOLE_JOB, job_names: list[str] | None = None, launcher: str = "") -> list[str]:
     """``lightning-style: [stopped by SIG...; ]this run: N pairs in T; the job: D of A done[, S skipped]; images in
     DIR/``, then, when pairs are left, ``to go on: lightning-style ...``: the same command, going on from ``last``
-    (the checkpoint) when it exists. A shard of a job says ``shard I of N: D of A done`` and how many of the job's
+    (the checkpoint) when it exists, and under the ``launcher`` that started this run (see :func:`launched_by`).
+    A shard of a job says ``shard I of N: D of A done`` and how many of the job's
     pairs (``job_names``) have results in the folder, and its command names the shard."""
     done, total = writer.summary()
     stopped = f"stopped by {signal.Signals(signum).name}; " if signum else ""
@@ -37,7 +54,8 @@ def summary(writer: ImageWriter, signum: int | None, seconds: float, args: list[
         keep = " --output.overwrite false" if writer.overwrite else ""  # also when a config file says true
         # The shard by number: the same part of the job when run by hand, away from its array task's variables.
         named = f" --data.shard {shard.index} --data.shards {shard.count}" if shard.count > 1 else ""
-        lines.append(f"to go on: lightning-style {shlex.join(args)}{keep}{named}{resume}")
+        how = f" (under {launcher}, as this run was started)" if launcher else ""
+        lines.append(f"to go on{how}: lightning-style {shlex.join(args)}{keep}{named}{resume}")
     return lines
 
 

@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 
 from lightning_style import PairDataModule
+from lightning_style.callbacks import ImageWriter
 from lightning_style.errors import StyleTransferError
 from lightning_style.shards import Shard, find_shard, shard_of
+from lightning_style.summary import launched_by, summary
 
 from conftest import DEBUG, ROOT, run_main, write_image
 
@@ -183,3 +185,13 @@ def test_the_plan_of_a_job_is_printed_without_running_it(tmp_path, monkeypatch, 
     assert plan[4].startswith("  time: ") and " s a step for that batch (measured: 3 steps on cpu); this run" in plan[4]
     assert sorted(path.name for path in out.glob("*.png")) == ["p0__swirls.png", "p1__swirls.png"]  # nothing new
     assert not (out / "partial").exists()
+
+
+def test_the_command_that_goes_on_is_started_as_the_run_was(tmp_path):
+    assert launched_by({"TORCHELASTIC_RUN_ID": "none"}) == "torchrun"
+    assert launched_by({"SLURM_NTASKS": "16", "SLURM_STEP_ID": "0"}) == "srun"
+    assert launched_by({"SLURM_NTASKS": "1", "SLURM_STEP_ID": "0", "SLURM_ARRAY_TASK_ID": "3"}) == ""  # a lone task
+    writer = ImageWriter(str(tmp_path))
+    writer.expected = {"a__b": {"pair": "a__b"}}  # one pair, not done
+    lines = summary(writer, None, 3.0, ["fit", "--trainer.num_nodes", "2"], None, launcher="torchrun")
+    assert lines[-1] == "to go on (under torchrun, as this run was started): lightning-style fit --trainer.num_nodes 2"
