@@ -44,10 +44,13 @@ class Watchdog:
                                    wait_for_workers=False)
         self.store.set(f"{KEY}/who/{rank}", f"node {node}, pid {os.getpid()} on {socket.gethostname()}")
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="lightning-style-watchdog", daemon=True)
+        self._answered = time.monotonic()  # when the store last answered a whole round
+        self._threads = [threading.Thread(target=target, name=f"lightning-style-{target.__name__[1:]}", daemon=True)
+                         for target in (self._watch, self._guard)]
 
     def start(self) -> "Watchdog":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self, failure: str | None = None) -> None:
@@ -63,7 +66,6 @@ class Watchdog:
         others = [rank for rank in range(self.world) if rank != self.rank]
         counts: dict[int, int] = {}
         heard = {rank: time.monotonic() for rank in others}  # when each last counted, by this process's clock
-        answered = time.monotonic()  # when the store last answered
         while not self._stopped.wait(self.interval):
             now = time.monotonic()
             try:
@@ -74,16 +76,22 @@ class Watchdog:
                         counts[rank], heard[rank] = count, now
                     if (failure := self._failure(rank)) and not self._stopped.is_set():
                         self.give_up(failure)
-                answered = now
-            except Exception:  # the store does not answer: its host (global rank 0's node) is gone or stopped
-                if now - answered > self.silence and not self._stopped.is_set():
-                    self.give_up(f"the run's rendezvous store (process 0's, at {self._where()}) has not answered "
-                                 f"for {self.silence:g} s")
+            except Exception:  # the store refuses: its host is gone (the guard says so once it lasts)
                 continue
+            self._answered = time.monotonic()
             silent = [rank for rank in others if now - heard[rank] > self.silence]
             if silent and not self._stopped.is_set():
                 self.give_up(f"process {silent[0]} of {self.world} ({self._who(silent[0])}) has not answered for "
                              f"{self.silence:g} s (stopped, hung, or its machine gone)")
+
+    def _guard(self) -> None:
+        """The store's host (global rank 0's process, or torchrun's agent) may itself stop: a request to it then
+        waits forever, whatever the store's timeout. This thread gives up when the watching one has not heard
+        from the store for ``silence`` seconds."""
+        while not self._stopped.wait(self.interval):
+            if time.monotonic() - self._answered > self.silence + self.interval and not self._stopped.is_set():
+                self.give_up(f"the run's rendezvous store (at {self._where()}, held by process 0 or the launcher) "
+                             f"has not answered for {self.silence:g} s")
 
     def another_failed(self) -> str | None:
         """Why another process failed, in words, if one said it did: a collective call that fails here (its peer

@@ -171,9 +171,11 @@ def test_processes_that_do_not_all_join_stop_in_one_line_within_the_bound(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_process_that_stops_answering_stops_the_others_in_one_line(tmp_path):
-    """SIGSTOP to the second of two processes (a hung process, a machine gone): the first stops within the
-    silence bound (2 s here, 60 by default) instead of Lightning's 30 minutes, with one line naming it."""
+@pytest.mark.parametrize("stopped", [1, 0], ids=["the-second", "the-first-holding-the-store"])
+def test_a_process_that_stops_answering_stops_the_others_in_one_line(tmp_path, stopped):
+    """SIGSTOP to one of two processes (a hung process, a machine gone): the other stops within the silence bound
+    (2 s here, 60 by default) instead of Lightning's 30 minutes, with one line naming it; also when the stopped one
+    holds the rendezvous store, whose requests then wait forever."""
     last, out = tmp_path / "out/checkpoints/last.ckpt", tmp_path / "out"
     script = Path(sys.executable).with_name("lightning-style")
     log = tmp_path / "stderr.txt"
@@ -192,16 +194,35 @@ def test_a_process_that_stops_answering_stops_the_others_in_one_line(tmp_path):
             time.sleep(0.2)
         assert last.exists(), "no checkpoint after 180 s:\n" + log.read_text()[-3000:]
         second = next(int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(pid) == process.pid)
-        os.kill(second, signal.SIGSTOP)
-        process.wait(timeout=120)  # a hang, not a timing: the bound under test is 2 s
+        os.kill([process.pid, second][stopped], signal.SIGSTOP)
+        other = [process.pid, second][1 - stopped]
+        deadline = time.time() + 120  # a hang, not a timing: the bound under test is 2 s
+        while time.time() < deadline and _running(other):
+            time.sleep(0.2)
+        assert not _running(other), "still running 120 s after the other stopped:\n" + log.read_text()[-3000:]
     finally:
-        process.kill()
-        if second is not None:
-            os.kill(second, signal.SIGKILL)
+        for pid in (second, process.pid):
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
     lines = [line for line in log.read_text().splitlines() if line.startswith("lightning-style: error:")]
-    assert process.returncode == 1 and len(lines) == 1, log.read_text()[-3000:]
-    assert lines[0].startswith(f"lightning-style: error: process 1 of 2 (node 0, pid {second} on ")
-    assert "has not answered for 2 s (stopped, hung, or its machine gone): process 0 stops too" in lines[0]
+    assert len(lines) == 1, log.read_text()[-3000:]
+    if stopped == 1:
+        assert process.returncode == 1
+        assert lines[0].startswith(f"lightning-style: error: process 1 of 2 (node 0, pid {second} on ")
+        assert "has not answered for 2 s (stopped, hung, or its machine gone): process 0 stops too" in lines[0]
+    else:
+        assert lines[0].startswith("lightning-style: error: the run's rendezvous store (at 127.0.0.1:")
+        assert "held by process 0 or the launcher) has not answered for 2 s: process 1 stops too" in lines[0]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a process that ended but that its stopped parent has not reaped counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _parent(pid: str) -> int | None:
