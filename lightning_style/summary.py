@@ -35,8 +35,8 @@ def summary(writer: ImageWriter, signum: int | None, seconds: float, args: list[
     """``lightning-style: [stopped by SIG...; ]this run: N pairs in T; the job: D of A done[, S skipped]; images in
     DIR/``, then, when pairs are left, ``to go on: lightning-style ...``: the same command, going on from ``last``
     (the checkpoint) when it exists, and under the ``launcher`` that started this run (see :func:`launched_by`).
-    A shard of a job says ``shard I of N: D of A done`` and how many of the job's
-    pairs (``job_names``) have results in the folder, and its command names the shard."""
+    A shard of a job says ``shard I of N: D of A done`` and how many of the job's pairs (``job_names``) have
+    results in the folder, and its command names the shard."""
     done, total = writer.summary()
     stopped = f"stopped by {signal.Signals(signum).name}; " if signum else ""
     skipped = (f", {writer.skipped} skipped (their files could not be decoded: see the warnings above)"
