@@ -2,16 +2,25 @@
 with bounded waits: for the processes to join, and for one that stops answering."""
 
 import os
-import re
 import signal
 from datetime import timedelta
 
 import torch.distributed as dist
+from lightning_fabric.utilities.distributed import _init_dist_connection
+from lightning_fabric.utilities.seed import reset_seed
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from .errors import OptionError, StyleTransferError
 from .watchdog import Watchdog
+
+JOINED = "lightning-style/joined"
+
+
+def _listed(word: str, numbers: list[int]) -> str:
+    """``process 1``, ``processes 1, 2``."""
+    plural = "es" if word.endswith("s") else "s"
+    return f"{word}{plural * (len(numbers) != 1)} {', '.join(map(str, numbers))}"
 
 
 class IndependentDDPStrategy(DDPStrategy):
@@ -22,11 +31,12 @@ class IndependentDDPStrategy(DDPStrategy):
     runs the same number of steps (see :mod:`lightning_style.plan`).
 
     Waits are bounded. The processes must all join within ``join_timeout`` seconds, or the run stops with one line
-    saying how many did. Once running, a process that stops answering for ``silence_timeout`` seconds (stopped,
-    hung, its machine gone) makes the others stop with one line naming it (:mod:`lightning_style.watchdog`);
-    without this they would wait at their next meeting for the process group's ``timeout``, 30 minutes by
-    default, which remains the bound on a wait between live processes (at a checkpoint, one whose batch is slower
-    than another's). A process that fails makes the others stop at once, with one line naming it and its error.
+    naming those that did not come (under torchrun, its agents meet first, with their own bound). Once running, a
+    process that stops answering for ``silence_timeout`` seconds (stopped, hung, its machine gone) makes the others
+    stop with one line naming it (:mod:`lightning_style.watchdog`); without this they would wait at their next
+    meeting for the process group's ``timeout``, 30 minutes by default, which remains the bound on a wait between
+    live processes (at a checkpoint, one whose batch is slower than another's). A process that fails makes the
+    others stop at once, with one line naming it and its error.
 
     The command line uses it for ``--trainer.strategy ddp``.
 
@@ -49,29 +59,49 @@ class IndependentDDPStrategy(DDPStrategy):
         self._watchdog: Watchdog | None = None
 
     def setup_distributed(self) -> None:
-        """Join the other processes within ``join_timeout`` (one line if they do not), then watch them."""
-        waits, self._timeout = self._timeout, timedelta(seconds=self.join_timeout)
-        if self.num_nodes > 1:
-            rank_zero_info(f"lightning-style: waiting up to {self.join_timeout:g} s for the {self.num_nodes} nodes' "
-                           f"{self.num_nodes * self.num_processes} processes to join")
-        try:
-            super().setup_distributed()
-        except Exception as error:  # torch's DistStoreError / DistNetworkError, or a RuntimeError of its backend
-            if "timed out" not in str(error).lower() and "timeout" not in str(error).lower():
-                raise
-            joined = re.search(r"(\d+)/\d+ clients joined", str(error))  # the store's host counts them
-            seen = f" ({joined[1]} did)" if joined else ""
-            where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-            raise StyleTransferError(
-                f"the run's {self.world_size} processes did not all join at {where} within {self.join_timeout:g} s"
-                f"{seen} (process {self.global_rank} is here): start every node's command (each with its own "
-                "node rank), or set --trainer.num_nodes to the nodes that run it") from None
-        finally:
-            self._timeout = waits
-        dist.set_timeout(waits)  # from here on, the bound on a wait between processes that do answer
+        """Meet the other processes within ``join_timeout`` (one line naming those that did not come), start the
+        process group over the store where they met, then watch them. Lightning's own steps, with that store."""
+        reset_seed()
+        self.set_world_ranks()
+        self._process_group_backend = self._get_process_group_backend()
+        kwargs = {"timeout": self._timeout}
+        if self.root_device.type != "cpu":
+            kwargs["device_id"] = self.root_device
+        if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun's agents met already, and hold the store
+            kwargs["store"] = self._join()
+        _init_dist_connection(self.cluster_environment, self._process_group_backend, **kwargs)
         self._watchdog = Watchdog(self.global_rank, self.world_size, os.environ["MASTER_ADDR"],
                                   int(os.environ["MASTER_PORT"]), silence=self.silence_timeout,
                                   node=self.node_rank).start()
+
+    def _join(self) -> dist.TCPStore:
+        """The run's store (global rank 0 holds it), once every process has said it is there."""
+        environment, rank, world = self.cluster_environment, self.global_rank, self.world_size
+        where, bound = f"{environment.main_address}:{environment.main_port}", timedelta(seconds=self.join_timeout)
+        if self.num_nodes > 1:
+            rank_zero_info(f"lightning-style: waiting up to {self.join_timeout:g} s for the {self.num_nodes} nodes' "
+                           f"{world} processes to join at {where}")
+        try:
+            store = dist.TCPStore(environment.main_address, environment.main_port, world, is_master=rank == 0,
+                                  timeout=bound, wait_for_workers=False)
+        except Exception:  # the client's connection, retried until the bound
+            raise StyleTransferError(
+                f"process {rank} of {world} (node {self.node_rank}) could not reach process 0 at {where} within "
+                f"{self.join_timeout:g} s: start node 0's command, and give every node its address and port "
+                "(MASTER_ADDR, MASTER_PORT)") from None
+        keys = [f"{JOINED}/{other}" for other in range(world)]
+        store.set(keys[rank], "1")
+        try:
+            store.wait(keys, bound)
+        except Exception:
+            missing = [other for other in range(world) if not store.check([keys[other]])]
+            nodes = sorted({other // self.num_processes for other in missing})
+            raise StyleTransferError(
+                f"the run's {world} processes did not all join at {where} within {self.join_timeout:g} s: "
+                f"{_listed('process', missing)} of {_listed('node', nodes)} did not come (process {rank} is here); "
+                "start every node's command (each with its own node rank), or set --trainer.num_nodes to the "
+                "nodes that run it") from None
+        return store
 
     def configure_ddp(self) -> None:
         pass  # the LightningModule stays as it is: nothing to average, nothing to broadcast

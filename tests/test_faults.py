@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -159,15 +160,27 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_a_summary_and_partial_i
 
 
 def test_processes_that_do_not_all_join_stop_in_one_line_within_the_bound(tmp_path, monkeypatch):
-    # Two nodes asked for, one started: without a bound, a silent wait of 30 minutes.
+    # Two nodes asked for, one started: without a bound, a silent wait of 30 minutes. Node 0 names who is missing;
+    # node 1 alone says it cannot reach node 0.
     for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)  # restored afterwards: this process would keep the run's
     monkeypatch.chdir(ROOT)
-    code, _ = run_main("fit", "--config", "configs/debug.yaml", "--trainer.num_nodes", "2", "--trainer.strategy",
-                       "lightning_style.IndependentDDPStrategy", "--trainer.strategy.join_timeout", "2",
-                       "--output.dir", str(tmp_path / "out"))
+    command = ["fit", "--config", "configs/debug.yaml", "--trainer.num_nodes", "2", "--trainer.strategy",
+               "lightning_style.IndependentDDPStrategy", "--trainer.strategy.join_timeout", "2",
+               "--output.dir", str(tmp_path / "out")]
+    code, _ = run_main(*command)
     assert code.startswith("lightning-style: error: the run's 2 processes did not all join at 127.0.0.1:"), code
-    assert "within 2 s (1 did) (process 0 is here): start every node's command" in code and "\n" not in code
+    assert "within 2 s: process 1 of node 1 did not come (process 0 is here); start every node's command" in code
+    assert "\n" not in code
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    code, _ = run_main(*command)
+    assert code == (f"lightning-style: error: process 1 of 2 (node 1) could not reach process 0 at 127.0.0.1:{port} "
+                    "within 2 s: start node 0's command, and give every node its address and port (MASTER_ADDR, "
+                    "MASTER_PORT)")
 
 
 @pytest.mark.slow
