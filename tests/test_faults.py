@@ -162,8 +162,13 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_a_summary_and_partial_i
 def test_processes_that_do_not_all_join_stop_in_one_line_within_the_bound(tmp_path, monkeypatch):
     # Two nodes asked for, one started: without a bound, a silent wait of 30 minutes. Node 0 names who is missing;
     # node 1 alone says it cannot reach node 0.
+    from lightning_utilities.core.rank_zero import rank_zero_only as utilities_rank_zero_only
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
     for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)  # restored afterwards: this process would keep the run's
+    for global_rank in (rank_zero_only, utilities_rank_zero_only):  # Lightning sets them to the run's rank (1 here)
+        monkeypatch.setattr(global_rank, "rank", 0)
     monkeypatch.chdir(ROOT)
     command = ["fit", "--config", "configs/debug.yaml", "--trainer.num_nodes", "2", "--trainer.strategy",
                "lightning_style.IndependentDDPStrategy", "--trainer.strategy.join_timeout", "2",
