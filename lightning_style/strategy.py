@@ -8,8 +8,9 @@ from datetime import timedelta
 import torch.distributed as dist
 from lightning_fabric.utilities.distributed import _init_dist_connection
 from lightning_fabric.utilities.seed import reset_seed
+from lightning_utilities.core.rank_zero import rank_zero_only as utilities_rank_zero_only
 from pytorch_lightning.strategies import DDPStrategy
-from pytorch_lightning.utilities.rank_zero import rank_zero_info
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
 
 from .errors import OptionError, StyleTransferError
 from .watchdog import Watchdog
@@ -68,7 +69,13 @@ class IndependentDDPStrategy(DDPStrategy):
         if self.root_device.type != "cpu":
             kwargs["device_id"] = self.root_device
         if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun's agents met already, and hold the store
-            kwargs["store"] = self._join()
+            try:
+                kwargs["store"] = self._join()
+            except StyleTransferError:
+                # No run: this process is no rank of one. Lightning's rank-zero switch (set above) would otherwise
+                # keep a notebook's later runs silent, as if they were rank 1.
+                rank_zero_only.rank = utilities_rank_zero_only.rank = 0
+                raise
         _init_dist_connection(self.cluster_environment, self._process_group_backend, **kwargs)
         self._watchdog = Watchdog(self.global_rank, self.world_size, os.environ["MASTER_ADDR"],
                                   int(os.environ["MASTER_PORT"]), silence=self.silence_timeout,

@@ -167,7 +167,7 @@ def test_processes_that_do_not_all_join_stop_in_one_line_within_the_bound(tmp_pa
 
     for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)  # restored afterwards: this process would keep the run's
-    for global_rank in (rank_zero_only, utilities_rank_zero_only):  # Lightning sets them to the run's rank (1 here)
+    for global_rank in (rank_zero_only, utilities_rank_zero_only):  # restored afterwards, whatever a run did
         monkeypatch.setattr(global_rank, "rank", 0)
     monkeypatch.chdir(ROOT)
     command = ["fit", "--config", "configs/debug.yaml", "--trainer.num_nodes", "2", "--trainer.strategy",
@@ -186,6 +186,7 @@ def test_processes_that_do_not_all_join_stop_in_one_line_within_the_bound(tmp_pa
     assert code == (f"lightning-style: error: process 1 of 2 (node 1) could not reach process 0 at 127.0.0.1:{port} "
                     "within 2 s: start node 0's command, and give every node its address and port (MASTER_ADDR, "
                     "MASTER_PORT)")
+    assert rank_zero_only.rank == utilities_rank_zero_only.rank == 0  # no run left this process as rank 1
 
 
 @pytest.mark.slow
