@@ -201,7 +201,7 @@ class StyleTransferCLI(LightningCLI):
         again (see :meth:`PairDataModule.train_dataloader`)."""
         config = self.config.get(self.config.get("subcommand") or "")
         if config and config.get("ckpt_path") == "last":
-            last = (self._checkpoints(config) / "last.ckpt").absolute()
+            last = (self._checkpoints(config.output.dir, self._shard(config)) / "last.ckpt").absolute()
             if last.exists():
                 config["ckpt_path"] = str(last)
             else:
@@ -215,9 +215,10 @@ class StyleTransferCLI(LightningCLI):
         with self._in_flags():
             return find_shard(config.data.shard, config.data.shards)
 
-    def _checkpoints(self, config: Namespace) -> Path:
+    @staticmethod
+    def _checkpoints(out: str | Path, shard: Shard) -> Path:
         """``<output.dir>/checkpoints``, and a folder in it per shard: each shard goes on from its own checkpoint."""
-        folder, shard = Path(config.output.dir) / "checkpoints", self._shard(config)
+        folder = Path(out) / "checkpoints"
         return folder / shard.label if shard.count > 1 else folder
 
     def before_fit(self) -> None:
@@ -240,7 +241,7 @@ class StyleTransferCLI(LightningCLI):
                 check_folder(logger.save_dir, type(logger).__name__, "save_dir")
         for callback in trainer.checkpoint_callbacks:
             if callback.dirpath is None:  # the same folder for every run of the command: --ckpt_path last
-                callback.dirpath = str(self._checkpoints(self.config[self.subcommand]).absolute())
+                callback.dirpath = str(self._checkpoints(self._output, data.shard).absolute())
         if data.shard.count > 1 and trainer.is_global_zero:
             print(f"lightning-style: {data.shard} (from {data.shard.source}): {len(data.names)} of the job's "
                   f"{len(data.job_names)} pairs", flush=True)

@@ -57,8 +57,8 @@ def preview(trainer: pl.Trainer, model: pl.LightningModule, data, writer) -> lis
     pixels = [[sum(_area(data.files.shapes[i]) for i in batch) for batch in rank] for rank in batches]
     lines.append(f"  processes: {world} (nodes {trainer.num_nodes} x devices {trainer.num_devices}), each "
                  f"{len(plan.batches[0])} batch(es), {len(plan.batches[0]) * data.steps} steps")
-    largest = max((batch for rank in batches for batch in rank), key=lambda b: sum(_area(data.files.shapes[i])
-                                                                                 for i in b))
+    largest, _ = max(((batch, area) for rank, areas in zip(batches, pixels, strict=True)
+                      for batch, area in zip(rank, areas, strict=True)), key=lambda pair: pair[1])
     height, width = data.files.shapes[largest[0]]
     _, styles = data.shapes()
     need = memory_needed(model.features, [data.files.shapes[i] for i in largest], styles)
@@ -67,7 +67,7 @@ def preview(trainer: pl.Trainer, model: pl.LightningModule, data, writer) -> lis
     lines.append(f"  memory: about {need / 1e9:.1f} GB a process besides the VGG (its largest batch: "
                  f"{len(largest)} pair(s) of {width}x{height} px){here}")
     seconds = _measure(trainer, model, data, largest)
-    per_pixel = seconds / sum(_area(data.files.shapes[i]) for i in largest)
+    per_pixel = seconds / max(max(rank) for rank in pixels if rank)
     run = max(sum(data.steps * per_pixel * area for area in rank) for rank in pixels)
     lines.append(f"  time: {seconds:.3g} s a step for that batch (measured: {MEASURED_STEPS - 1} steps on "
                  f"{trainer.strategy.root_device.type}); this run about {_duration(run)} (other batches scaled by "
