@@ -20,8 +20,9 @@ from .in_progress import load_optimizer_state, pack, unpack
 from .objective import StyleObjective
 from .pairs import PairBatch
 from .plateau import Plateau
+from .video import PreviousFrames
 
-LOSS_KEYS = ("loss", "content", "style", "tv")
+LOSS_KEYS = ("loss", "content", "style", "tv", "temporal")
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 
 
@@ -92,10 +93,17 @@ class BatchResult:
                              {key: values[row] for key, values in losses.items()})
 
 
-def initial_images(batch: PairBatch, init: str, seed: int) -> Tensor:
-    """Each pair's starting image: the data's ``init`` image when the batch has one, else its content, its first
-    style (resized to the content) or noise (seeded by ``seed`` and the pair's name, so that a pair's start
-    depends neither on its batch nor on the order)."""
+def initial_images(batch: PairBatch, init: str, seed: int, previous: PreviousFrames | None = None) -> Tensor:
+    """Each pair's starting image: a clip's previous result warped onto its frame when there is one (Ruder et al.
+    2016), else the data's ``init`` image when the batch has one, else its content, its first style (resized to the
+    content) or noise (seeded by ``seed`` and the pair's name, so that a pair's start depends neither on its batch
+    nor on the order)."""
+    if previous is not None:
+        # Ruder et al. start from the whole warped result; where the flow cannot be trusted (the ground a moving
+        # object uncovers) the warped result smears the object, so those pixels start as a still would.
+        own = initial_images(batch, init, seed)
+        warm = previous.weights * previous.images + (1 - previous.weights) * own
+        return torch.where(previous.linked[:, None, None, None], warm, own).clamp(0, 1)
     if batch.init is not None:
         return batch.init.clone()
     if init == "content":
@@ -140,7 +148,7 @@ class BatchRun:
         if not self.names:  # this process idles for the batch: one dummy pixel keeps its step count in line
             images = torch.zeros(1, 3, 1, 1, device=batch.contents.device)
         elif batch.step == 0:
-            images = initial_images(batch, init, seed)
+            images = initial_images(batch, init, seed, objective.previous)
         else:  # the first step of a resumed run, in the middle of a batch: the checkpoint's images go on
             probe = new_optimizer([nn.Parameter(torch.zeros(1))])  # its class and history size, for the checks
             images, state, plateau_state = unpack(restored, where, self.names, self.step, self.contents.shape, probe)

@@ -20,6 +20,7 @@ from .batch import BatchResult, PairResult
 from .errors import StyleTransferError, WriteError
 from .files import check_folder, check_outputs
 from .record import Record, plain
+from .video import write_clip
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -79,11 +80,12 @@ class ImageWriter(pl.Callback):
         self._failed: WriteError | None = None
         self._checked = False  # check_writable passed for the fit under way
 
-    def check_writable(self, names) -> None:
-        """Raise unless the folder can be written and each pair's ``<name>.png`` can be (re)placed. The command
-        line calls it before anything is written; a fit calls it as it starts, unless it passed for this fit."""
+    def check_writable(self, names, clips=()) -> None:
+        """Raise unless the folder can be written and each pair's ``<name>.png`` (and each clip pair's ``<clip>.mp4``)
+        can be (re)placed. The command line calls it before anything is written; a fit calls it as it starts,
+        unless it passed for this fit."""
         check_folder(self.dir, "ImageWriter", "dir")
-        check_outputs(self.dir, [f"{name}.png" for name in names])
+        check_outputs(self.dir, [f"{name}.png" for name in names] + [f"{clip}.mp4" for clip in clips])
         self._checked = True
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -98,7 +100,7 @@ class ImageWriter(pl.Callback):
         done, redo = set(), {}
         if trainer.is_global_zero:
             if not self._checked:
-                self.check_writable(data.names)
+                self.check_writable(data.names, getattr(data, "clips", ()))
             if not self.overwrite:
                 done, redo = self.record.survey(self.expected)
         done, redo = trainer.strategy.broadcast((done, redo), src=0)
@@ -109,13 +111,20 @@ class ImageWriter(pl.Callback):
             reasons = "; ".join(f"{count}: {why}" for why, count in Counter(redo.values()).most_common(3))
             print(f"lightning-style: redoing {len(redo)} result(s) in {self.dir}/ made from other inputs or settings "
                   f"({reasons}{'; ...' if len(set(redo.values())) > 3 else ''})", flush=True)
-        data.leave_out(done, settings)
+        data.leave_out(done, settings, self.dir)
+        if trainer.is_global_zero:  # a run stopped between a clip's last frame and its encoding
+            for clip in getattr(data, "clips", {}):
+                if not self.record.clip_path(clip).exists() and set(data.clips[clip][1]) <= data.done:
+                    self.encode(data, clip)
 
     @staticmethod
     def expect(data, settings: dict) -> dict[str, dict]:
         """Each pair's provenance in a run of ``data`` (a :class:`~lightning_style.PairDataModule`) with the
         model's ``settings``, without its steps: what a result must carry to count as done."""
-        return {name: plain({"pair": name, "inputs": data.inputs(i), "settings": settings})
+        still = {key: value for key, value in settings.items() if key != "temporal_weight"}  # it changes frames only
+        frames = getattr(data, "files", None)
+        return {name: plain({"pair": name, "inputs": data.inputs(i),
+                             "settings": settings if frames is not None and frames.frame(i) >= 0 else still})
                 for i, name in enumerate(data.names)}
 
     def write(self, result: BatchResult) -> list[Path]:
@@ -138,12 +147,35 @@ class ImageWriter(pl.Callback):
             warnings.warn(f"ImageWriter(dir={str(self.dir)!r}): could not write the partial images "
                           f"({error.strerror or error})", stacklevel=1)
 
+    def encode(self, data, clip: str) -> Path | None:
+        """Encode clip pair ``clip``'s frames (results in the folder) as ``<dir>/<clip>.mp4``, with its source's
+        timestamps and audio; a frame with no result (it could not be decoded) leaves the clip unencoded, with a
+        warning."""
+        source, frames = data.clips[clip]
+        paths = [self.record.path(name) for name in frames]
+        if missing := [path for path in paths if not path.is_file()]:
+            warnings.warn(f"clip {clip}: {len(missing)} frame(s) have no result ({missing[0].name} first): "
+                          f"{self.record.clip_path(clip).name} is not written", stacklevel=1)
+            return None
+
+        def images():
+            for path in paths:
+                with Image.open(path) as image:
+                    yield image.convert("RGB")
+
+        write_clip(self.record.clip_path(clip), images(), source)
+        return self.record.clip_path(clip)
+
     def _write_or_stop(self, trainer: pl.Trainer, result: BatchResult) -> None:
         failed = False
+        data = trainer.datamodule
+        last_frames = {frames[-1]: clip for clip, (_, frames) in getattr(data, "clips", {}).items()}
         for pair in result:
             try:
                 self._write_pair(pair, result)
                 self.written += 1
+                if pair.name in last_frames:
+                    self.encode(data, last_frames[pair.name])
             except OSError as error:
                 self._failed = WriteError(f"could not write {self.record.path(pair.name)} ({error.strerror or error}); "
                                           "free the space (or make the folder writable) and run the same command: "

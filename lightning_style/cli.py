@@ -234,7 +234,7 @@ class StyleTransferCLI(LightningCLI):
         for writer in (c for c in trainer.callbacks if isinstance(c, ImageWriter)):  # the others follow its folder
             self._output = writer.dir
             if trainer.is_global_zero:
-                writer.check_writable(data.names)
+                writer.check_writable(data.names, data.clips)
         check_folder(trainer.default_root_dir, "Trainer", "default_root_dir")
         for logger in trainer.loggers:
             if getattr(logger, "save_dir", None):

@@ -1,5 +1,6 @@
 """Content/style pairs from image files, streamed to the module in fixed-size batches: ``PairDataModule``."""
 
+import dataclasses
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
@@ -12,9 +13,10 @@ from .errors import OptionError, StyleTransferError
 from .images import displayed_size, image_files, load_image, open_image, resized_shape
 from .in_progress import check_plan_state
 from .pairs import PairBatch, PairFiles, mask_files, pair_name, pair_up
-from .plan import Plan
+from .plan import Batch, Plan, add_chains
 from .record import difference, fingerprint, plain
 from .shards import find_shard
+from .video import VIDEO_SUFFIXES, ClipInfo, frame_shape, is_clip, probe_clip
 
 DATA = "PairDataModule"
 
@@ -76,7 +78,10 @@ class PairDataModule(LightningDataModule):
     calls with what the output folder holds); a resumed checkpoint's batches in progress come first.
 
     Args:
-        content: a content image, a folder of them, or a list of files and folders.
+        content: a content image or clip (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.avi``), a folder of them, or a
+            list of files and folders. A clip's frames are its pairs, ``<clip>__<style>/frame-00001`` ..., each
+            optimised after the one before (see :mod:`lightning_style.video`); its result is
+            ``<clip>__<style>.mp4``.
         style: a style image, a folder of them, or a list of files and folders.
         steps: optimisation steps each pair gets (a batch of pairs is optimised together for that many steps;
             L-BFGS: one ``LBFGS.step()`` each, up to ``max_iter`` evaluations). Its batches carry them to the model.
@@ -123,7 +128,7 @@ class PairDataModule(LightningDataModule):
                 raise OptionError(DATA, option, value, "must be a whole number >= 1")
         if not style_scale > 0:
             raise OptionError(DATA, "style_scale", style_scale, "must be positive")
-        contents, styles = image_files(content, "content"), image_files(style, "style")
+        contents, styles = image_files(content, "content", also=VIDEO_SUFFIXES), image_files(style, "style")
         weights = [1.0] * len(styles) if style_weights is None else list(style_weights)
         if style_weights is not None and pairing != "blend":
             raise OptionError(DATA, "style_weights", style_weights, "needs pairing='blend'")
@@ -148,9 +153,20 @@ class PairDataModule(LightningDataModule):
         self.init = None if init is None else Path(init).expanduser()
         self.sizes: dict[Path, tuple[int, int]] = {}
         self.fingerprints: dict[Path, str] = {}  # what identifies each file's picture (see record.fingerprint)
+        self.clip_info: dict[Path, ClipInfo] = {}
         for path, role in self._files():
-            with open_image(path, role) as image:
-                self.sizes[path] = displayed_size(image)
+            if is_clip(path) and role != "content":
+                raise StyleTransferError(f"{role} {path}: a clip can only be a content (use one of its frames as "
+                                         f"an image)")
+            if is_clip(path):
+                if self.masks:
+                    raise OptionError(DATA, "masks", [str(m) for m in self.masks], f"cannot go with clips (content "
+                                                                                    f"{path})")
+                info = self.clip_info[path] = probe_clip(path, role)
+                self.sizes[path] = (info.width, info.height)
+            else:
+                with open_image(path, role) as image:
+                    self.sizes[path] = displayed_size(image)
             try:
                 self.fingerprints[path] = fingerprint(path)
             except OSError as error:
@@ -161,12 +177,31 @@ class PairDataModule(LightningDataModule):
                 if abs(mw / mh - cw / ch) > 0.02 * cw / ch:
                     raise StyleTransferError(f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a "
                                              "mask needs the content's aspect ratio (it is resized to the content)")
+        self.clips: dict[str, tuple[Path, tuple[str, ...]]] = {}  # clip pair -> (its clip, its frames' names)
+        frames = self._frames()
         self.files = PairFiles(tuple(self.names), tuple(self.sources), self.style_weights, tuple(self.masks),
-                               image_size, self.style_size, tuple(self.shapes()[0]), self.init)
+                               image_size, self.style_size, tuple(self.shapes()[0]), self.init, frames,
+                               {path: info.rotation for path, info in self.clip_info.items()})
         self.done: frozenset[str] = frozenset()  # pairs whose results are in the output folder: not planned
         self.settings: dict = {}  # the model's options that change a result (see leave_out)
         self.plan: Plan | None = None  # this run's plan, over the pairs not done
         self._resumed: dict | None = None
+
+    def _frames(self) -> tuple[int, ...]:
+        """Expand each clip pair into its frames (pairs named ``<pair>/frame-00001`` ...), in order; returns each
+        pair's frame number (-1 for an image), empty when there is no clip."""
+        if not self.clip_info:
+            return ()
+        names, sources, frames = [], [], []
+        for name, source in zip(self.names, self.sources, strict=True):
+            count = self.clip_info[source[0]].frames if source[0] in self.clip_info else 0
+            if count:
+                self.clips[name] = (source[0], tuple(f"{name}/frame-{t + 1:05d}" for t in range(count)))
+            names += self.clips[name][1] if count else [name]
+            sources += [source] * max(count, 1)
+            frames += range(count) if count else [-1]
+        self.names, self.sources = names, sources
+        return tuple(frames)
 
     def _files(self) -> list[tuple[Path, str]]:
         return list(dict.fromkeys(
@@ -195,7 +230,8 @@ class PairDataModule(LightningDataModule):
     def shapes(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """``(height, width)`` of each pair's content (in pair order) and of each style image once resized, read
         from the headers, without decoding."""
-        contents = [resized_shape(*self.sizes[content], self.image_size) for content, _ in self.sources]
+        contents = [frame_shape(self.clip_info[content], self.image_size) if content in self.clip_info
+                    else resized_shape(*self.sizes[content], self.image_size) for content, _ in self.sources]
         styles = [resized_shape(*self.sizes[path], self.style_size) for path, role in self._files() if role == "style"]
         return contents, styles
 
@@ -212,14 +248,21 @@ class PairDataModule(LightningDataModule):
         return {"content": self.fingerprints[content], "styles": [self.fingerprints[s] for s in styles],
                 "masks": [self.fingerprints[m] for m in self.masks], "style_weights": list(self.style_weights),
                 "image_size": self.image_size, "style_scale": self.style_scale, "steps": self.steps,
-                **({"init": self.fingerprints[self.init]} if self.init else {})}
+                **({"init": self.fingerprints[self.init]} if self.init else {}),
+                **({"frame": self.files.frame(index)} if self.files.frame(index) >= 0 else {})}
 
-    def leave_out(self, done: Collection[str], settings: Mapping = {}) -> None:
-        """Plan only the pairs not in ``done`` (their results are already in the output folder), and tie the
-        batches in progress that a checkpoint holds to ``settings`` (the model's options that change a result):
-        when a pair's inputs or these settings differ from the checkpoint's, its batch starts again.
+    def leave_out(self, done: Collection[str], settings: Mapping = {}, results: str | Path | None = None) -> None:
+        """Plan only the pairs not in ``done`` (their results are already in the output folder ``results``), and
+        tie the batches in progress that a checkpoint holds to ``settings`` (the model's options that change a
+        result): when a pair's inputs or these settings differ from the checkpoint's, its batch starts again.
+        A clip's frames after its first frame not done are redone too (each frame starts from the one before).
         :class:`~lightning_style.callbacks.ImageWriter` calls it when a run is set up."""
+        done = set(done)
+        for _, frames in self.clips.values():
+            todo = next((t for t, name in enumerate(frames) if name not in done), len(frames))
+            done.difference_update(frames[todo:])
         self.done, self.settings = frozenset(done), dict(settings)
+        self.files = dataclasses.replace(self.files, results=None if results is None else Path(results))
 
     def state_dict(self) -> dict:
         """The batches in progress (each process's pairs, by name), how far they are, and what they are made of.
@@ -242,17 +285,30 @@ class PairDataModule(LightningDataModule):
         progress of a resumed checkpoint first (when they are still to do), then the pairs not done."""
         trainer = self.trainer
         world, step = trainer.world_size, trainer.global_step
+        if self.clips and self.files.results is None:
+            rank_zero_warn("clips without an ImageWriter: each frame is stylised on its own (a frame starts from the "
+                           "previous frame's result, read from the output folder)")
         pending = [i for i, name in enumerate(self.names) if name not in self.done]
         first, within = self._in_progress(world, set(pending))
-        taken = {i for batch in first for i in batch}
-        rest = [i for i in pending if i not in taken]
-        shapes = [self.files.shapes[i] for i in rest]
-        later = Plan.deal(shapes, self.batch_size, world, self.steps).batches
-        batches = tuple(first[rank:rank + 1] + tuple(tuple(rest[i] for i in batch) for batch in later[rank])
-                        for rank in range(world))
-        self.plan = Plan(batches, self.steps, step - within)
+        self.plan = Plan(self.deal(pending, world, first), self.steps, step - within)
         items = _PlanItems(self.files, self.plan, trainer.global_rank)
         return _PlanLoader(items, trainer, self.num_workers)
+
+    def deal(self, pending: list[int], world: int, first: tuple[Batch, ...] = ()) -> tuple[tuple[Batch, ...], ...]:
+        """Each process's batches of the ``pending`` pairs: ``first`` (a checkpoint's batches in progress, one per
+        process) first, then batches of images of one shape (:meth:`Plan.deal`), then clips, whole, each frame a
+        batch of its own after the one before (:func:`~lightning_style.plan.add_chains`)."""
+        taken = {i for batch in first for i in batch}
+        stills = [i for i in pending if i not in taken and self.files.frame(i) < 0]
+        later = Plan.deal([self.files.shapes[i] for i in stills], self.batch_size, world, self.steps).batches
+        batches = [first[rank:rank + 1] + tuple(tuple(stills[i] for i in batch) for batch in later[rank])
+                   for rank in range(world)]
+        chains: dict[tuple, list[int]] = {}  # by clip pair: (clip, styles)
+        for i in pending:
+            if i not in taken and self.files.frame(i) >= 0:
+                chains.setdefault(self.sources[i], []).append(i)
+        pinned = {self.sources[i]: rank for rank, batch in enumerate(first) for i in batch}
+        return add_chains(batches, list(chains.values()), [pinned.get(clip) for clip in chains], keep=len(first) > 0)
 
     def _in_progress(self, world: int, pending: set[int]) -> tuple[tuple[tuple[int, ...], ...], int]:
         """The checkpoint's batches in progress that go on (``()`` for a process whose batch starts again), and

@@ -12,7 +12,7 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .batch import BatchResult, PairResult
-from .callbacks import side_by_side, to_uint8
+from .callbacks import ImageWriter, side_by_side, to_uint8
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class ImageLogger(pl.Callback):
     thumbnails, gathered then) become rows of the W&B table ``pairs``: content, style, result, final losses, SSIM,
     PSNR, logged incrementally, and their results a captioned list of pictures under ``images/finished`` (media
     files of the run, so that offline runs hold them too); other loggers get ``quality/final_ssim`` and
-    ``quality/final_psnr``.
+    ``quality/final_psnr``. A clip's result (``<clip>.mp4``, which :class:`~lightning_style.callbacks.ImageWriter`
+    encodes when its last frame is done) goes to W&B as a video under ``videos/finished``, captioned with the pair.
 
     Args:
         every_n_steps: interval for the batch in progress in optimisation steps; 0 logs only finished pairs.
@@ -52,6 +53,7 @@ class ImageLogger(pl.Callback):
         self.every_n_steps, self.thumbnail = every_n_steps, thumbnail
         self._table = None
         self._shown: tuple[str, ...] = ()  # the last batch in progress logged
+        self._clips: set[str] = set()  # clips whose last frame is done, to log once their video is written
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
         snapshot = pl_module.snapshot()
@@ -64,6 +66,27 @@ class ImageLogger(pl.Callback):
             self._shown = snapshot.names if snapshot is not None else self._shown
         if pl_module.result is not None and trainer.loggers:
             self.log_finished(trainer, pl_module.result)
+        if self._clips:
+            self.log_clips(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.log_clips(trainer)
+        self._clips.clear()  # a video that is not there (another node's disk) is not waited for
+
+    def log_clips(self, trainer: pl.Trainer) -> None:
+        """Log the videos of the clips finished so far that the output folder holds (W&B only)."""
+        writer = next((c for c in trainer.callbacks if isinstance(c, ImageWriter)), None)
+        for clip in sorted(self._clips):
+            path = writer.record.clip_path(clip) if writer is not None else None
+            if path is None or not path.is_file():
+                continue
+            self._clips.discard(clip)
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    import wandb
+
+                    logger.experiment.log({"videos/finished": wandb.Video(str(path), caption=clip, format="mp4"),
+                                           "trainer/global_step": trainer.global_step})
 
     @torch.no_grad()
     def log_batch(self, trainer: pl.Trainer, snapshot: BatchResult | None) -> None:
@@ -103,6 +126,8 @@ class ImageLogger(pl.Callback):
             rows = [row for part in gathered for row in part]
         if not trainer.is_global_zero or not rows:
             return
+        last_frames = {frames[-1]: clip for clip, (_, frames) in getattr(trainer.datamodule, "clips", {}).items()}
+        self._clips |= {last_frames[row.pair] for row in rows if row.pair in last_frames}
         step = trainer.global_step
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

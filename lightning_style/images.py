@@ -124,9 +124,9 @@ def load_image(path: str | Path, long_side: int | None = None, role: str = "imag
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float() / 255
 
 
-def image_files(sources: str | Sequence[str], role: str) -> list[Path]:
-    """Expand files and folders (sorted; entries that are not image files skipped with one warning) into a list
-    of image paths."""
+def image_files(sources: str | Sequence[str], role: str, also: frozenset[str] = frozenset()) -> list[Path]:
+    """Expand files and folders (sorted; entries that are not image files, nor have a suffix in ``also``, skipped
+    with one warning) into a list of paths."""
     files = []
     for source in [sources] if isinstance(sources, (str, Path)) else sources:
         path = Path(source).expanduser()
@@ -142,7 +142,7 @@ def image_files(sources: str | Sequence[str], role: str) -> list[Path]:
             problem = "a folder" if entry.is_dir() else _problem(entry)
             if entry.suffix.lower() in UNSUPPORTED:
                 problem = f"{UNSUPPORTED[entry.suffix.lower()]}, which Pillow cannot read"
-            elif not problem and entry.suffix.lower() not in IMAGE_SUFFIXES:
+            elif not problem and entry.suffix.lower() not in IMAGE_SUFFIXES | also:
                 problem = "not an image file"
             (skipped.append(f"{entry.name} ({problem})") if problem else images.append(entry))
         if skipped:

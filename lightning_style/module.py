@@ -23,10 +23,11 @@ from .pairs import PairBatch
 from .plateau import Plateau
 from .record import fingerprint, plain
 from .style_losses import StyleLossName
+from .video import previous_frames
 
 RESULT_OPTIONS = ("backbone", "weights", "content_layers", "style_layers", "style_loss", "content_weight",
                   "style_weight", "tv_weight", "init", "pooling", "preserve_color", "levels", "level_steps",
-                  "plateau_tolerance", "plateau_window")
+                  "plateau_tolerance", "plateau_window", "temporal_weight")
 
 
 class StyleTransfer(LightningModule):
@@ -72,6 +73,9 @@ class StyleTransfer(LightningModule):
         plateau_tolerance: stop a batch early when its loss improved by less than this fraction over the last
             ``plateau_window`` steps (read at the checks, at full size only); 0 never stops early.
         plateau_window: the steps over which the improvement is measured.
+        temporal_weight: for clips, the weight of the temporal loss that keeps each frame close to the previous
+            frame's result, warped by the optical flow, where the flow can be trusted; such a frame also starts
+            from it (Ruder et al. 2016). 0: every frame on its own (it flickers).
         features: a ready :class:`~lightning_style.VGGFeatures` to use instead of building one from ``backbone``,
             ``weights``, ``pooling``, ``checkpointing`` and ``channels_last`` (Python only).
     """
@@ -99,6 +103,7 @@ class StyleTransfer(LightningModule):
         check_every_n_steps: int = 10,
         plateau_tolerance: float = 0.0,
         plateau_window: int = 100,
+        temporal_weight: float = 1000.0,
         features: VGGFeatures | None = None,
     ) -> None:
         super().__init__()
@@ -178,11 +183,14 @@ class StyleTransfer(LightningModule):
     def _start(self, batch: PairBatch) -> BatchRun:
         restored, self._restored = self._restored, None  # a checkpoint's batch that does not go on is forgotten
         options, seed = self.hparams, torch.initial_seed()
+        # A clip's frame starts from the previous frame's result, read now: it was written when that batch ended.
+        previous = previous_frames(batch.links, batch.contents) if options.temporal_weight and batch.names else None
         objective = StyleObjective(
             self.features, batch.contents, batch.styles, style_weights=batch.style_weights, masks=batch.masks,
             content_layers=self.content_layers, style_layers=self.style_layers, content_weight=options.content_weight,
             style_weight=options.style_weight, tv_weight=options.tv_weight, style_loss=options.style_loss,
             histogram=options.preserve_color == "histogram", factors=self.pyramid.factors, seed=seed,
+            previous=previous, temporal_weight=options.temporal_weight,
         ) if batch.names else None
         return BatchRun(batch, objective, init=options.init, seed=seed, restored=restored,
                         where=f"--ckpt_path {self.trainer.ckpt_path}", new_optimizer=self.new_optimizer,

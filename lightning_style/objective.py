@@ -15,6 +15,7 @@ from .color import match_colours
 from .features import VGGFeatures
 from .losses import content_loss, total_variation
 from .style_losses import STYLE_LOSSES, StyleLossName, step_seed
+from .video import PreviousFrames
 
 
 def downsample(images: Tensor, factor: int) -> Tensor:
@@ -43,9 +44,12 @@ class StyleObjective(nn.Module):
         factors: the pyramid's downsampling factors to build targets for (``(1,)`` without a pyramid).
         style_loss: ``gram``, ``wasserstein`` or ``sliced`` (see :mod:`lightning_style.style_losses`).
         seed: seeds the random directions of ``sliced``, with the layer and the step.
+        previous: a clip's previous results warped onto its frames, and where to trust them (Ruder et al. 2016):
+            the ``temporal`` loss, weighted by ``temporal_weight``, keeps each frame close to them there.
 
     Calling it with ``(B, 3, H, W)`` images (and the step within the batch) returns ``{name: (B,)}`` losses:
-    ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``; pair ``i``'s losses depend on image ``i`` only.
+    ``loss``, ``content``, ``style``, ``style/<layer>``, ``tv``, ``temporal``; pair ``i``'s losses depend on image
+    ``i`` only.
     The targets are plain tensors made on the contents' device (``content_target``, ``style_target``).
     """
 
@@ -66,8 +70,11 @@ class StyleObjective(nn.Module):
         factors: tuple[int, ...] = (1,),
         style_loss: StyleLossName = "gram",
         seed: int = 0,
+        previous: PreviousFrames | None = None,
+        temporal_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.previous, self.temporal_weight = previous, temporal_weight
         self.features, self.style_loss, self.seed = features, STYLE_LOSSES[style_loss](), seed
         self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
         self.weights, self.histogram, self.masks = (content_weight, style_weight, tv_weight), histogram, masks
@@ -99,6 +106,14 @@ class StyleObjective(nn.Module):
         return {layer: [self.style_loss.target([a[layer] for a in activations], weights)]
                 for layer in self.style_layers}
 
+    def _temporal(self, images: Tensor, factor: int) -> Tensor:
+        """Ruder et al.'s temporal loss: the mean over pixels of (image - warped previous result)^2 where the flow
+        can be trusted (0 for a pair with no previous frame)."""
+        if self.previous is None:
+            return images.new_zeros(len(images))
+        target, weights = downsample(self.previous.images, factor), downsample(self.previous.weights, factor)
+        return (weights * (images.float() - target).square()).mean((1, 2, 3))
+
     def content_target(self, layer: str, factor: int = 1) -> Tensor:
         """The contents' activations at ``layer`` at the pyramid level ``factor``: ``(B, C, h, w)``."""
         return self.content_targets[layer, factor]
@@ -120,6 +135,8 @@ class StyleObjective(nn.Module):
                                 for layer, weight in self.content_layers.items())
         losses["style"] = sum(weight * losses[f"style/{layer}"] for layer, weight in self.style_layers.items())
         losses["tv"] = total_variation(images)
+        losses["temporal"] = self._temporal(images, factor)
         alpha, beta, tv = self.weights
-        losses["loss"] = alpha * losses["content"] + beta * losses["style"] + tv * losses["tv"]
+        losses["loss"] = (alpha * losses["content"] + beta * losses["style"] + tv * losses["tv"]
+                          + self.temporal_weight * losses["temporal"])
         return losses

@@ -20,7 +20,7 @@ MODEL = "StyleTransfer"
 
 def check_model_options(options: Mapping[str, Any]) -> None:
     """Raise :class:`OptionError` for the first bad value among ``StyleTransfer``'s ``options``."""
-    for option in ("content_weight", "style_weight", "tv_weight"):
+    for option in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
         if not 0 <= options[option] < math.inf:
             raise OptionError(MODEL, option, options[option], "must be a finite number >= 0")
     for option in ("levels", "level_steps", "check_every_n_steps", "plateau_window"):

@@ -3,7 +3,7 @@
 import hashlib
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .errors import OptionError, StyleTransferError
 from .images import load_image
+from .video import Clips, FrameLink, flow_between
 
 MAX_NAME_BYTES = 200  # a pair's name, so that "<name>.png" fits the usual 255-byte limit on file names
 
@@ -76,7 +77,8 @@ class PairBatch:
 
     ``contents`` is ``(B, 3, H, W)`` in ``[0, 1]``; ``styles[i]`` the style images of pair ``i`` (several for a
     blend or masks), ``style_weights[i]`` their weights; ``masks`` ``(B, R, H, W)`` or ``None``; ``init`` the
-    data's starting image resized to each content, ``(B, 3, H, W)``, or ``None``; ``skipped`` the pairs of the
+    data's starting image resized to each content, ``(B, 3, H, W)``, or ``None``; ``links`` for each pair that is a
+    clip's frame after its first, how it follows the previous frame (else ``None``); ``skipped`` the pairs of the
     batch whose files could not be decoded (left out of ``names``). An empty ``names`` means this process idles
     for the batch's steps.
     """
@@ -89,12 +91,18 @@ class PairBatch:
     style_weights: list[tuple[float, ...]] = field(default_factory=list)
     masks: Tensor | None = None
     init: Tensor | None = None
+    links: tuple[FrameLink | None, ...] = ()
     skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class PairFiles:
-    """Every pair's files and how to decode a batch of them (small and picklable, for loader workers)."""
+    """Every pair's files and how to decode a batch of them (small and picklable, for loader workers).
+
+    A clip's frames are pairs too: ``frames[i]`` is pair ``i``'s frame number in its content clip (-1 for an image),
+    and a clip's frames follow each other in ``names``. With ``results``, the folder of the results, each frame
+    after a clip's first is linked to the previous frame's result (see :class:`~lightning_style.video.FrameLink`).
+    """
 
     names: tuple[str, ...]
     sources: tuple[tuple[Path, tuple[Path, ...]], ...]
@@ -104,6 +112,36 @@ class PairFiles:
     style_size: int
     shapes: tuple[tuple[int, int], ...]  # each pair's content (height, width) once resized, from its header at start-up
     init: Path | None = None  # a starting image for every pair, resized to each content
+    frames: tuple[int, ...] = ()  # each pair's frame number in its clip, -1 for an image; empty: no clips
+    rotations: Mapping[Path, int] = field(default_factory=dict)  # each clip's rotation flag
+    results: Path | None = None  # where results go: a frame's link names its previous frame's result there
+    clips: Clips = field(default_factory=Clips, compare=False, repr=False)
+
+    def frame(self, index: int) -> int:
+        """Pair ``index``'s frame number in its clip, -1 for an image."""
+        return self.frames[index] if self.frames else -1
+
+    def _content(self, index: int, images: dict) -> tuple:
+        """Decode pair ``index``'s content (an image or a clip's frame) into ``images``; returns its key there."""
+        content, frame = self.sources[index][0], self.frame(index)
+        key = (content, "content", frame)
+        if key not in images:
+            if frame < 0:
+                images[key] = load_image(content, self.image_size, "content")
+            else:
+                images[key] = self.clips.frame(content, frame, self.shapes[index], self.rotations[content])
+        return key
+
+    def _link(self, index: int) -> FrameLink | None:
+        """How frame ``index`` follows the frame before it in its clip (``None`` for a first frame or an image)."""
+        frame = self.frame(index)
+        if frame < 1 or self.results is None:
+            return None
+        content = self.sources[index][0]
+        shape, rotation = self.shapes[index], self.rotations[content]
+        previous = self.clips.frame(content, frame - 1, shape, rotation)
+        flow, reliable = flow_between(previous, self.clips.frame(content, frame, shape, rotation))
+        return FrameLink(self.results / f"{self.names[index - 1]}.png", flow, reliable)
 
     def decode(self, pairs: list[int], step: int, steps: int) -> PairBatch:
         """Decode the pairs of one batch (each file once); a pair whose file fails to decode now is left out with
@@ -112,12 +150,11 @@ class PairFiles:
         for index in pairs:
             content, styles = self.sources[index]
             try:
-                files = [(content, "content"), *((s, "style") for s in styles), *((m, "mask") for m in self.masks)]
-                for path, role in files:
+                key = self._content(index, images)
+                for path, role in [*((s, "style") for s in styles), *((m, "mask") for m in self.masks)]:
                     if (path, role) not in images:
-                        size = {"content": self.image_size, "style": self.style_size, "mask": None}[role]
-                        images[path, role] = load_image(path, size, role)
-                if (shape := tuple(images[content, "content"].shape[1:])) != self.shapes[index]:
+                        images[path, role] = load_image(path, self.style_size if role == "style" else None, role)
+                if (shape := tuple(images[key].shape[1:])) != self.shapes[index]:
                     (h, w), (h0, w0) = shape, self.shapes[index]
                     raise StyleTransferError(f"content {content}: {w}x{h} px once resized, but {w0}x{h0} px when the "
                                              "run started (the file was replaced)")
@@ -126,17 +163,19 @@ class PairFiles:
                     images[self.init, "init"] = load_image(self.init, role="init")
                 init = None if self.init is None else F.interpolate(
                     images[self.init, "init"][None], size=shape, mode="bilinear", antialias=True)[0].clamp(0, 1)
+                link = self._link(index)
             except StyleTransferError as error:
                 warnings.warn(f"skipping pair {self.names[index]}: {error}", stacklevel=1)  # on every process
                 skipped.append(self.names[index])
                 continue
             names.append(self.names[index])
-            rows.append((images[content, "content"], tuple(images[s, "style"] for s in styles), masks, init))
+            rows.append((images[key], tuple(images[s, "style"] for s in styles), masks, init, link))
         if not rows:
             return PairBatch((), step, steps, torch.zeros(0, 3, 1, 1), skipped=tuple(skipped))
-        contents, styles, masks, inits = zip(*rows, strict=True)
+        contents, styles, masks, inits, links = zip(*rows, strict=True)
         return PairBatch(tuple(names), step, steps, torch.stack(contents), list(styles),
-                         [self.style_weights] * len(rows), _stacked(masks), _stacked(inits), tuple(skipped))
+                         [self.style_weights] * len(rows), _stacked(masks), _stacked(inits),
+                         links if any(links) else (), tuple(skipped))
 
     def masks_for(self, images: dict, size: tuple[int, int]) -> Tensor | None:
         """``(R, H, W)`` masks at a content's size: grey levels (the mean of R, G, B) in ``[0, 1]``."""

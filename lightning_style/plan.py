@@ -94,3 +94,25 @@ def _deal(shapes: Sequence[tuple[int, int]], batch_size: int, world: int) -> tup
         batches[k : k + 1] = [batch[:half], batch[half:]]
     batches += [()] * (-len(batches) % world)
     return tuple(tuple(batches[rank::world]) for rank in range(world))
+
+
+def add_chains(batches: Sequence[Sequence[Batch]], chains: Sequence[Sequence[int]], pinned: Sequence[int | None],
+               keep: bool = False) -> tuple[tuple[Batch, ...], ...]:
+    """Add ``chains`` (a clip's frames, in order: each a batch of one pair, optimised after the one before, so all
+    on one process) to each process's ``batches``: a chain with a ``pinned`` process (its frame in progress is
+    there) to it, the others, longest first, to the process with the fewest batches; then even out the rounds with
+    idle batches. ``keep``: the first batch of each process is a round in progress and stays first.
+
+    >>> add_chains([[(0, 1)], [()]], [[2, 3, 4]], [None])
+    (((0, 1), (), ()), ((2,), (3,), (4,)))
+    """
+    ranks = [list(rank) for rank in batches]
+    for rank in ranks:  # the idle batches that evened out the rounds: chains may take their place
+        while len(rank) > keep and rank[-1] == ():
+            rank.pop()
+    order = sorted(range(len(chains)), key=lambda k: (pinned[k] is None, -len(chains[k])))
+    for k in order:
+        rank = pinned[k] if pinned[k] is not None else min(range(len(ranks)), key=lambda r: len(ranks[r]))
+        ranks[rank] += [(i,) for i in chains[k]]
+    rounds = max(map(len, ranks))
+    return tuple(tuple(rank + [()] * (rounds - len(rank))) for rank in ranks)

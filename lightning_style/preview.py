@@ -52,8 +52,8 @@ def preview(trainer: pl.Trainer, model: pl.LightningModule, data, writer) -> lis
     if not pending:
         return [*lines, "  nothing to do"]
     world = trainer.world_size
-    plan = Plan.deal([data.files.shapes[i] for i in pending], data.batch_size, world, data.steps)
-    batches = [[tuple(pending[i] for i in batch) for batch in rank] for rank in plan.batches]
+    plan = Plan(data.deal(pending, world), data.steps)
+    batches = plan.batches
     pixels = [[sum(_area(data.files.shapes[i]) for i in batch) for batch in rank] for rank in batches]
     lines.append(f"  processes: {world} (nodes {trainer.num_nodes} x devices {trainer.num_devices}), each "
                  f"{len(plan.batches[0])} batch(es), {len(plan.batches[0]) * data.steps} steps")

@@ -87,6 +87,10 @@ class Record:
         """Where pair ``name``'s result goes."""
         return self.dir / f"{name}.png"
 
+    def clip_path(self, clip: str) -> Path:
+        """Where clip pair ``clip``'s result goes: its frames (pairs ``<clip>/frame-00001`` ...) as a video."""
+        return self.dir / f"{clip}.mp4"
+
     def partial_path(self, name: str) -> Path:
         """Where pair ``name``'s half-optimised images go (``--output.every_n_steps``, a stop)."""
         return self.dir / PARTIAL / f"{name}.png"
@@ -124,13 +128,14 @@ class Record:
         return done, redo
 
     def count_results(self, names: Collection[str]) -> int:
-        """How many of the pairs ``names`` have a result file in the folder, read from one listing of the folder
-        (no file opened, provenance unchecked): what a shard can tell of the whole job cheaply."""
+        """How many of the pairs ``names`` have a result file (an image or a clip) in the folder, read from one
+        listing of the folder (no file opened, provenance unchecked): what a shard can tell of the whole job
+        cheaply."""
         try:
             present = {entry.name for entry in os.scandir(self.dir)}
         except OSError:
             return 0
-        return sum(f"{name}.png" in present for name in names)
+        return sum(f"{name}.png" in present or f"{name}.mp4" in present for name in names)
 
     def write(self, name: str, image: Image.Image, provenance: Mapping, *, partial: bool = False) -> Path:
         """Write pair ``name``'s image atomically, as an sRGB PNG carrying ``provenance``. A result (``partial``
@@ -141,8 +146,10 @@ class Record:
         info.add(b"sRGB", b"\x00")  # the pixels are sRGB (inputs with a colour profile are converted when read)
         info.add_itxt(KEY, json.dumps({**provenance, "complete": not partial}, sort_keys=True))
         replace_atomically(path, lambda file: image.save(file, format="PNG", pnginfo=info))
-        if not partial:  # its partial image goes, and the folder with the last one
-            for remove in (self.partial_path(name).unlink, self.partial_path(name).parent.rmdir):
+        if not partial:  # its partial image goes, and the folders with the last one (a clip's, then partial/)
+            parents = self.partial_path(name).parents
+            folders = [folder for folder in parents if folder.is_relative_to(self.dir / PARTIAL)]
+            for remove in (self.partial_path(name).unlink, *(folder.rmdir for folder in folders)):
                 with contextlib.suppress(OSError):  # not there, other partial images in the folder, or no folder
                     remove()
         return path

@@ -45,7 +45,7 @@ def test_the_objective_alone_gives_each_pair_its_own_loss():
     second = StyleObjective(features, contents[1:], styles[1:], style_weights=[(1.0,)], **layers)
     images = torch.rand(2, 3, 24, 32)
     losses = both(images)
-    assert set(losses) == {"loss", "content", "style", "tv", "style/relu1_1", "style/relu2_1"}
+    assert set(losses) == {"loss", "content", "style", "tv", "temporal", "style/relu1_1", "style/relu2_1"}
     assert all(value.shape == (2,) for value in losses.values())
     torch.testing.assert_close(losses["loss"][1:], second(images[1:])["loss"])
     assert both(contents)["content"].abs().max() < 1e-6  # the content itself has no content loss

@@ -1,0 +1,310 @@
+"""Clips: what a clip holds (``probe_clip``), its frames decoded as they are needed (``Clips``), the optical flow
+between two frames, warping along it, and the stylised frames encoded back into a clip (``write_clip``).
+
+Decoding and encoding go through PyAV, whose wheels bundle FFmpeg (H.264 included); the flow is OpenCV's DIS
+(Kroeger et al. 2016), which needs no learned weights. Frames keep their source timestamps, so a clip's frame rate,
+constant or variable, is the result's.
+"""
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .errors import StyleTransferError
+from .files import replace_atomically
+from .images import _problem, load_image, resized_shape
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"})
+
+
+def is_clip(path: str | Path) -> bool:
+    """Whether ``path`` names a video file (by its suffix)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """A clip as probed: its displayed ``width`` x ``height`` (after its rotation flag, in degrees counterclockwise),
+    its number of ``frames`` and average ``rate`` (frames per second), and whether it has an audio track."""
+
+    width: int
+    height: int
+    frames: int
+    rate: Fraction
+    rotation: int
+    audio: bool
+
+
+def _open(path: Path, role: str) -> av.container.InputContainer:
+    if problem := _problem(path):
+        raise StyleTransferError(f"{role} {path}: {problem}")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as error:
+        raise StyleTransferError(f"{role} {path}: not a readable video ({error.strerror or error})") from None
+    if not container.streams.video:
+        container.close()
+        raise StyleTransferError(f"{role} {path}: holds no video stream")
+    return container
+
+
+def probe_clip(path: str | Path, role: str = "content") -> ClipInfo:
+    """Check a clip before any compute: it opens, its codec decodes here (its first frame is decoded), it holds
+    frames and its rotation is a quarter turn. Reads every packet header to count the frames (no decoding).
+
+    Raises:
+        StyleTransferError: naming ``role`` and ``path`` and what is wrong.
+    """
+    path = Path(path)
+    with _open(path, role) as container:
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as error:
+            raise StyleTransferError(f"{role} {path}: its {codec} video cannot be decoded "
+                                     f"({error.strerror or error})") from None
+        if first is None:
+            raise StyleTransferError(f"{role} {path}: holds no frames")
+        rotation = first.rotation % 360
+        if rotation % 90:
+            raise StyleTransferError(f"{role} {path}: rotated by {rotation} degrees; only quarter turns are supported")
+        container.seek(0)
+        try:
+            frames = sum(1 for packet in container.demux(stream) if packet.size)
+        except av.FFmpegError as error:
+            raise StyleTransferError(f"{role} {path}: damaged ({error.strerror or error})") from None
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        width, height = first.width, first.height
+        audio = bool(container.streams.audio)
+    if rotation in (90, 270):
+        width, height = height, width
+    return ClipInfo(width, height, frames, Fraction(rate), rotation, audio)
+
+
+def frame_shape(info: ClipInfo, long_side: int) -> tuple[int, int]:
+    """``(height, width)`` of a clip's frames once resized: even sides, as H.264 (4:2:0) needs."""
+    height, width = resized_shape(info.width, info.height, long_side)
+    return max(2, height - height % 2), max(2, width - width % 2)
+
+
+def _to_tensor(frame: av.VideoFrame, rotation: int, shape: tuple[int, int]) -> Tensor:
+    pixels = np.rot90(frame.to_ndarray(format="rgb24"), k=rotation // 90)
+    image = Image.fromarray(np.ascontiguousarray(pixels)).resize(shape[::-1], Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float() / 255
+
+
+class Clips:
+    """Frames of clips, decoded in order as they are asked for: a reader per clip stays open and keeps its last
+    two frames (a frame and the one before it, for the flow), so memory does not grow with a clip's length.
+    Asking for an earlier frame decodes the clip again from its start. Picklable (readers are not carried)."""
+
+    def __init__(self) -> None:
+        self._readers: dict[tuple[Path, tuple[int, int]], _Reader] = {}
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._readers = {}
+
+    def frame(self, path: Path, index: int, shape: tuple[int, int], rotation: int, role: str = "content") -> Tensor:
+        """Frame ``index`` (from 0) of clip ``path`` as a ``(3, H, W)`` tensor in ``[0, 1]`` of ``shape``."""
+        key = (path, shape)
+        reader = self._readers.get(key)
+        if reader is None or index < reader.next - 2:
+            if reader is not None:
+                reader.close()
+            reader = self._readers[key] = _Reader(path, shape, rotation, role)
+        return reader.frame(index)
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+
+class _Reader:
+    def __init__(self, path: Path, shape: tuple[int, int], rotation: int, role: str) -> None:
+        self.path, self.shape, self.rotation, self.role = path, shape, rotation, role
+        self.container = _open(path, role)
+        self.frames = self.container.decode(self.container.streams.video[0])
+        self.next, self.kept = 0, {}
+
+    def frame(self, index: int) -> Tensor:
+        while self.next <= index:
+            try:
+                frame = next(self.frames, None)
+            except av.FFmpegError as error:
+                raise StyleTransferError(f"{self.role} {self.path}: frame {self.next} cannot be decoded "
+                                         f"({error.strerror or error})") from None
+            if frame is None:
+                raise StyleTransferError(f"{self.role} {self.path}: ends at frame {self.next}, before frame {index} "
+                                         "(the file changed since the run started)")
+            self.kept = {k: v for k, v in self.kept.items() if k >= self.next - 1}
+            self.kept[self.next] = _to_tensor(frame, self.rotation, self.shape)
+            self.next += 1
+        return self.kept[index]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.container.close()
+
+
+# --- flow and warping ------------------------------------------------------------------------------------------
+def _grey(image: Tensor) -> np.ndarray:
+    pixels = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+
+
+def warp(images: Tensor, flow: Tensor) -> Tensor:
+    """Sample ``(..., C, H, W)`` images at each pixel plus its ``(..., H, W, 2)`` flow (x, y offsets in pixels):
+    the previous frame brought to the current one when ``flow`` points from the current frame into the previous."""
+    batch = images.reshape(-1, *images.shape[-3:])
+    flow = flow.reshape(-1, *flow.shape[-3:]).to(batch)
+    height, width = batch.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(height, device=batch.device), torch.arange(width, device=batch.device),
+                            indexing="ij")
+    x = (xs + flow[..., 0]) * (2 / max(width - 1, 1)) - 1
+    y = (ys + flow[..., 1]) * (2 / max(height - 1, 1)) - 1
+    warped = F.grid_sample(batch, torch.stack([x, y], -1), mode="bilinear", padding_mode="border", align_corners=True)
+    return warped.reshape(images.shape)
+
+
+def flow_between(previous: Tensor, current: Tensor) -> tuple[Tensor, Tensor]:
+    """The flow from ``current`` into ``previous`` (two ``(3, H, W)`` frames) and where it can be trusted.
+
+    Returns:
+        ``(H, W, 2)`` pixel offsets (``warp(previous_result, flow)`` brings a result of the previous frame onto this
+        one) and ``(1, H, W)`` weights: 0 where the forward and backward flows disagree (occlusions, motion
+        boundaries; the test of Sundaram et al. 2010 that Ruder et al. use) and where the flow points out of the
+        previous frame (what a pan brings in at an edge), else 1.
+    """
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    a, b = _grey(previous), _grey(current)
+    backward = torch.from_numpy(dis.calc(b, a, None))
+    forward = torch.from_numpy(dis.calc(a, b, None))
+    forward_there = warp(forward.permute(2, 0, 1), backward).permute(1, 2, 0)
+    mismatch = (backward + forward_there).square().sum(-1)
+    scale = backward.square().sum(-1) + forward_there.square().sum(-1)
+    height, width = backward.shape[:2]
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    x, y = xs + backward[..., 0], ys + backward[..., 1]
+    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)  # not what enters at an edge (a pan)
+    reliable = ((mismatch <= 0.01 * scale + 0.5) & inside).float()
+    return backward, reliable[None]
+
+
+def warping_error(frames: list[Tensor], contents: list[Tensor]) -> float:
+    """How much stylised ``frames`` flicker: the mean squared difference between each frame and the one before it
+    warped by the flow of their ``contents``, over the pixels where the flow can be trusted (0-1 scale)."""
+    errors, weights = 0.0, 0.0
+    for t in range(1, len(frames)):
+        flow, reliable = flow_between(contents[t - 1], contents[t])
+        difference = (frames[t] - warp(frames[t - 1], flow)).square().mean(0, keepdim=True)
+        errors += float((reliable * difference).sum())
+        weights += float(reliable.sum())
+    return errors / max(weights, 1.0)
+
+
+@dataclass  # not frozen: Lightning moves its tensors to the device with the batch
+class FrameLink:
+    """How a clip's frame follows the one before: the file of the previous frame's result (read when this frame's
+    batch starts, by which time it was written), the ``(H, W, 2)`` flow from this frame into the previous one and
+    its ``(1, H, W)`` reliability (see :func:`flow_between`)."""
+
+    previous: Path
+    flow: Tensor
+    reliable: Tensor
+
+
+@dataclass(frozen=True)
+class PreviousFrames:
+    """A batch's previous results warped onto its frames: ``images`` ``(B, 3, H, W)``, ``weights`` ``(B, 1, H, W)``
+    (0 where the flow cannot be trusted, and for every pixel of a pair with no previous frame), ``linked`` ``(B,)``."""
+
+    images: Tensor
+    weights: Tensor
+    linked: Tensor
+
+
+def previous_frames(links: Sequence[FrameLink | None], contents: Tensor) -> PreviousFrames | None:
+    """Read and warp the previous results of a batch's frames (``None`` when none of its pairs has one). A previous
+    result that is not on disk (its frame could not be decoded) leaves its pair to start on its own, with a warning."""
+    if not any(links):
+        return None
+    images, weights = contents.clone(), torch.zeros_like(contents[:, :1])
+    linked = torch.zeros(len(contents), dtype=torch.bool)
+    for row, link in enumerate(links):
+        if link is None:
+            continue
+        if not link.previous.is_file():
+            warnings.warn(f"{link.previous} is missing: the next frame starts on its own", stacklevel=1)
+            continue
+        previous = load_image(link.previous, role="previous frame").to(contents)
+        images[row] = warp(previous, link.flow.to(contents))
+        weights[row] = link.reliable.to(contents)
+        linked[row] = True
+    return PreviousFrames(images, weights, linked.to(contents.device))
+
+
+# --- encoding --------------------------------------------------------------------------------------------------
+def timestamps(path: str | Path) -> tuple[list[int], Fraction]:
+    """The presentation timestamps of a clip's frames, in order, and their time base (packet headers only)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stamps = sorted(packet.pts for packet in container.demux(stream) if packet.size and packet.pts is not None)
+        return stamps, Fraction(stream.time_base)
+
+
+def write_clip(path: str | Path, frames: Iterable[Image.Image], source: str | Path, *, crf: int = 18) -> None:
+    """Encode ``frames`` (RGB images, even sides) as an H.264 MP4 at ``path``, atomically, with ``source``'s
+    timestamps (its frame rate, constant or variable) and its first audio track copied unchanged. Frames are
+    encoded as they come: memory does not grow with the clip."""
+    stamps, time_base = timestamps(source)
+
+    def encode(file) -> None:
+        with av.open(str(source)) as src, av.open(file, "w", format="mp4") as out:
+            rate = src.streams.video[0].average_rate or Fraction(25)
+            video = out.add_stream("libx264", rate=rate, options={"crf": str(crf)})
+            video.pix_fmt = "yuv420p"
+            video.codec_context.time_base = video.time_base = time_base  # the source's clock: its timestamps kept
+            audio = out.add_stream_from_template(src.streams.audio[0]) if src.streams.audio else None
+            for count, image in enumerate(frames):
+                if count == 0:
+                    video.width, video.height = image.size
+                frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
+                frame.pts = stamps[count] if count < len(stamps) else stamps[-1] + count - len(stamps) + 1
+                frame.time_base = time_base
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+            if audio is not None:
+                for packet in src.demux(src.streams.audio[0]):
+                    if packet.dts is not None:
+                        packet.stream = audio
+                        out.mux(packet)
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        replace_atomically(path, encode)
+    except av.FFmpegError as error:
+        raise StyleTransferError(f"could not encode {path} ({error.strerror or error})") from None
+
+
+def read_frames(path: str | Path) -> list[Tensor]:
+    """Every frame of a clip as ``(3, H, W)`` tensors (for tests and benchmarks: the whole clip in memory)."""
+    with av.open(str(path)) as container:
+        return [torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
+                for frame in container.decode(video=0)]
+
