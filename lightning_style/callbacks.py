@@ -104,6 +104,8 @@ class ImageWriter(pl.Callback):
             if not self.overwrite:
                 done, redo = self.record.survey(self.expected)
         done, redo = trainer.strategy.broadcast((done, redo), src=0)
+        data.leave_out(done, settings, self.dir)
+        done = getattr(data, "done", done)  # a clip's frames after a frame to redo are redone too
         if done and trainer.is_global_zero:
             print(f"lightning-style: {len(done)} of {len(data.names)} pairs are done in {self.dir}/ and are kept "
                   f"({len(data.names) - len(done)} to do)", flush=True)
@@ -111,10 +113,11 @@ class ImageWriter(pl.Callback):
             reasons = "; ".join(f"{count}: {why}" for why, count in Counter(redo.values()).most_common(3))
             print(f"lightning-style: redoing {len(redo)} result(s) in {self.dir}/ made from other inputs or settings "
                   f"({reasons}{'; ...' if len(set(redo.values())) > 3 else ''})", flush=True)
-        data.leave_out(done, settings, self.dir)
-        if trainer.is_global_zero:  # a run stopped between a clip's last frame and its encoding
-            for clip in getattr(data, "clips", {}):
-                if not self.record.clip_path(clip).exists() and set(data.clips[clip][1]) <= data.done:
+        if trainer.is_global_zero:
+            for clip, (_, frames) in getattr(data, "clips", {}).items():
+                if not set(frames) <= done:  # frames to redo: the video made of the old ones goes
+                    self.record.clip_path(clip).unlink(missing_ok=True)
+                elif not self.record.clip_path(clip).exists():  # a stop between its last frame and its encoding
                     self.encode(data, clip)
 
     @staticmethod
@@ -149,8 +152,8 @@ class ImageWriter(pl.Callback):
 
     def encode(self, data, clip: str) -> Path | None:
         """Encode clip pair ``clip``'s frames (results in the folder) as ``<dir>/<clip>.mp4``, with its source's
-        timestamps and audio; a frame with no result (it could not be decoded) leaves the clip unencoded, with a
-        warning."""
+        timestamps and audio. A frame with no result (it could not be decoded) or a failed encoding leaves the clip
+        unencoded, with a one-line warning: the frames stay the record, and the next run encodes them."""
         source, frames = data.clips[clip]
         paths = [self.record.path(name) for name in frames]
         if missing := [path for path in paths if not path.is_file()]:
@@ -163,7 +166,11 @@ class ImageWriter(pl.Callback):
                 with Image.open(path) as image:
                     yield image.convert("RGB")
 
-        write_clip(self.record.clip_path(clip), images(), source)
+        try:
+            write_clip(self.record.clip_path(clip), images(), source)
+        except StyleTransferError as error:
+            warnings.warn(f"clip {clip}: {error}", stacklevel=1)
+            return None
         return self.record.clip_path(clip)
 
     def _write_or_stop(self, trainer: pl.Trainer, result: BatchResult) -> None:

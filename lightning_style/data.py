@@ -16,7 +16,7 @@ from .pairs import PairBatch, PairFiles, mask_files, pair_name, pair_up
 from .plan import Batch, Plan, add_chains
 from .record import difference, fingerprint, plain
 from .shards import find_shard
-from .video import VIDEO_SUFFIXES, ClipInfo, frame_shape, is_clip, probe_clip
+from .video import MIN_FLOW_SIDE, VIDEO_SUFFIXES, ClipInfo, frame_shape, is_clip, probe_clip
 
 DATA = "PairDataModule"
 
@@ -171,6 +171,10 @@ class PairDataModule(LightningDataModule):
                 self.fingerprints[path] = fingerprint(path)
             except OSError as error:
                 raise StyleTransferError(f"{role} {path}: cannot read it ({error.strerror or error})") from None
+        for path, info in self.clip_info.items():
+            if min(shape := frame_shape(info, image_size)) < MIN_FLOW_SIDE:
+                raise OptionError(DATA, "image_size", image_size, f"makes the frames of clip {path} {shape[1]}x"
+                                  f"{shape[0]} px, but the optical flow needs at least {MIN_FLOW_SIDE} px a side")
         for mask in self.masks:
             for content in dict.fromkeys(content for content, _ in self.sources):
                 (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
@@ -251,17 +255,22 @@ class PairDataModule(LightningDataModule):
                 **({"init": self.fingerprints[self.init]} if self.init else {}),
                 **({"frame": self.files.frame(index)} if self.files.frame(index) >= 0 else {})}
 
+    def kept(self, done: Collection[str]) -> frozenset[str]:
+        """The pairs of ``done`` that stay done: all but a clip's frames after its first frame not done (each frame
+        starts from the one before, so those are redone too)."""
+        done = set(done)
+        for _, frames in self.clips.values():
+            todo = next((t for t, name in enumerate(frames) if name not in done), len(frames))
+            done.difference_update(frames[todo:])
+        return frozenset(done)
+
     def leave_out(self, done: Collection[str], settings: Mapping = {}, results: str | Path | None = None) -> None:
         """Plan only the pairs not in ``done`` (their results are already in the output folder ``results``), and
         tie the batches in progress that a checkpoint holds to ``settings`` (the model's options that change a
         result): when a pair's inputs or these settings differ from the checkpoint's, its batch starts again.
         A clip's frames after its first frame not done are redone too (each frame starts from the one before).
         :class:`~lightning_style.callbacks.ImageWriter` calls it when a run is set up."""
-        done = set(done)
-        for _, frames in self.clips.values():
-            todo = next((t for t, name in enumerate(frames) if name not in done), len(frames))
-            done.difference_update(frames[todo:])
-        self.done, self.settings = frozenset(done), dict(settings)
+        self.done, self.settings = self.kept(done), dict(settings)
         self.files = dataclasses.replace(self.files, results=None if results is None else Path(results))
 
     def state_dict(self) -> dict:
@@ -338,6 +347,9 @@ class PairDataModule(LightningDataModule):
                 why = difference({"inputs": state["inputs"].get(self.names[i]), "settings": state["settings"]},
                                  {"inputs": self.inputs(i), "settings": self.settings})
                 dropped.append(f"{self.names[i]}: {why}")
+            elif (previous := next((i - 1 for i in indices if self.files.frame(i) > 0 and i - 1 in pending),
+                                   None)) is not None:
+                dropped.append(f"{self.names[previous]}, the frame before {self.names[previous + 1]}, is to be redone")
             elif len({self.files.shapes[i] for i in indices}) > 1:
                 dropped.append(f"the pairs of {names[0]}'s batch no longer have one image shape")
             else:

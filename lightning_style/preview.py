@@ -38,10 +38,12 @@ def preview(trainer: pl.Trainer, model: pl.LightningModule, data, writer) -> lis
     few steps of the largest batch (nothing is written), else nothing."""
     model.trainer = trainer  # its settings name the precision, as in a fit
     expected = writer.expect(data, model.result_settings())
-    done = set() if writer.overwrite else writer.record.survey(expected)[0]
+    done = set() if writer.overwrite else data.kept(writer.record.survey(expected)[0])
     pending = [i for i, name in enumerate(data.names) if name not in done]
     part = "the job" if data.shard.count == 1 else f"{data.shard} (from {data.shard.source})"
-    lines = [f"lightning-style plan: {len(data.names)} pairs in {part}: {len(done)} done in {writer.dir}/, "
+    frames = sum(len(names) for _, names in data.clips.values())
+    clips = f" ({len(data.clips)} clip(s): {frames} frames, a pair each)" if data.clips else ""
+    lines = [f"lightning-style plan: {len(data.names)} pairs{clips} in {part}: {len(done)} done in {writer.dir}/, "
              f"{len(pending)} to do, {data.steps} steps each, in batches of up to {data.batch_size} pairs of one "
              "image shape"]
     if data.shard.count > 1:
@@ -84,6 +86,7 @@ def _measure(trainer: pl.Trainer, model: pl.LightningModule, data, batch: tuple[
     alone = copy.copy(data)  # the same files and options, this batch only, a few steps
     alone.done = frozenset(data.names) - {data.names[i] for i in batch}
     alone.steps, alone.plan, alone._resumed = MEASURED_STEPS, None, None
+    alone.clips = {}  # a frame measured on its own, as a still
     timer = _StepTimes()
     with tempfile.TemporaryDirectory() as folder, _quiet():
         measuring = pl.Trainer(accelerator=trainer.accelerator, devices=1, precision=trainer.precision,

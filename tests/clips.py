@@ -20,9 +20,9 @@ def moving_shapes(frames: int = 16, width: int = 64, height: int = 64) -> list[n
 
 
 def write_clip(path: Path, frames: list[np.ndarray] | None = None, *, rate: int = 12, codec: str = "libx264",
-               rotation: int = 0, pts: list[int] | None = None, audio: bool = False) -> Path:
+               rotation: int = 0, pts: list[int] | None = None, audio: str | None = None) -> Path:
     """Write ``frames`` (default: :func:`moving_shapes`) as a clip; ``pts`` in units of 1/(rate*100) s gives
-    a variable frame rate; ``audio`` adds a second of a 440 Hz tone (AAC)."""
+    a variable frame rate; ``audio`` (``aac``, ``pcm_s16le``...) adds a second of a 440 Hz tone."""
     frames = moving_shapes() if frames is None else frames
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
@@ -32,7 +32,7 @@ def write_clip(path: Path, frames: list[np.ndarray] | None = None, *, rate: int 
             stream.codec_context.time_base = stream.time_base = Fraction(1, rate * 100)
         if rotation:
             stream.set_display_rotation(rotation)
-        sound = container.add_stream("aac", rate=44100) if audio else None
+        sound = container.add_stream(audio, rate=44100) if audio else None
         for t, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             if pts is not None:
@@ -41,8 +41,12 @@ def write_clip(path: Path, frames: list[np.ndarray] | None = None, *, rate: int 
         container.mux(stream.encode(None))
         if sound is not None:
             samples = (np.sin(np.arange(44100) * 2 * np.pi * 440 / 44100) * 0.3).astype(np.float32)[None]
+            if audio.startswith("pcm_s16"):
+                samples, kind = (samples * 32767).astype(np.int16), "s16"
+            else:
+                kind = "fltp" if audio == "aac" else "flt"
             for start in range(0, 44100, 1024):
-                chunk = av.AudioFrame.from_ndarray(samples[:, start:start + 1024], format="flt", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(samples[:, start:start + 1024], format=kind, layout="mono")
                 chunk.sample_rate, chunk.pts = 44100, start
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))

@@ -152,15 +152,15 @@ def test_killed_run_goes_on_without_redoing_finished_pairs(tmp_path, monkeypatch
     for k in range(3):
         write_image(tmp_path / "photos" / f"p{k}.png", size=(64, 48), seed=k)
     args = ["fit", "--config", "configs/debug.yaml", "--model.init", "noise",
-            "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--data.steps", "20",
+            "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1", "--data.steps", "10",
             "--trainer.logger", "false",
             "--trainer.callbacks+=collect_results.SaveFinished", "--output.dir", str(tmp_path / "out")]
-    # Killed (SIGKILL, by itself: no timing involved) at step 27: p0 finished at step 20, p1 in progress. The last
-    # checkpoint is step 20's, p0's batch end (checkpoints otherwise come every 100 steps).
-    killed = run_cli(*args, "--trainer.callbacks+=failing_callback.KillAtStep", "--trainer.callbacks.step", "27",
+    # Killed (SIGKILL, by itself: no timing involved) at step 13: p0 finished at step 10, p1 in progress. The last
+    # checkpoint is step 10's, p0's batch end (checkpoints otherwise come every 100 steps).
+    killed = run_cli(*args, "--trainer.callbacks+=failing_callback.KillAtStep", "--trainer.callbacks.step", "13",
                      env={"PYTHONPATH": str(ROOT / "tests"), "LIGHTNING_STYLE_TEST_RESULTS": str(tmp_path / "killed")})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
+    assert torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
     first = tmp_path / "out" / "p0__swirls.png"
     written = first.stat().st_mtime_ns
     monkeypatch.chdir(ROOT)

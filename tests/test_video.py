@@ -20,7 +20,7 @@ from clips import moving_shapes, write_clip
 from conftest import fit, write_image
 from wandb_records import history_keys, read_records
 
-STEPS = 8
+STEPS = 6
 
 
 def frames_of(folder: Path, pair: str) -> list[torch.Tensor]:
@@ -76,10 +76,12 @@ def test_a_clip_killed_mid_frame_goes_on_at_that_frame(tmp_path):
                                                                              "clip__style")
     assert len(resumed) == 5 and all(torch.equal(a, b) for a, b in zip(resumed, straight, strict=True))
     assert probe_clip(out / "images" / "clip__style.mp4").frames == 5
-    # a deleted frame is redone, and so is every frame after it (each starts from the one before)
+    # a deleted frame is redone, and so is every frame after it (each starts from the one before); the video of
+    # the old frames goes as soon as the run starts
     stamp = (out / "images" / "clip__style" / "frame-00002.png").stat().st_mtime_ns
     (out / "images" / "clip__style" / "frame-00004.png").unlink()
-    (out / "images" / "clip__style.mp4").unlink()
+    fit(out, str(clip), str(style), max_steps=1, **kwargs)
+    assert not (out / "images" / "clip__style.mp4").exists()
     _, trainer = fit(out, str(clip), str(style), **kwargs)
     assert trainer.global_step == 2 * 4
     assert (out / "images" / "clip__style" / "frame-00002.png").stat().st_mtime_ns == stamp
@@ -92,7 +94,8 @@ def test_a_folder_of_photos_and_clips_keeps_rates_rotations_and_sound(tmp_path):
     pts = [t * t * 10 for t in range(5)]  # a variable frame rate
     write_clip(folder / "vfr.mp4", moving_shapes(frames=5), pts=pts)
     write_clip(folder / "turned.mp4", moving_shapes(frames=3, width=64, height=48), rotation=90)
-    write_clip(folder / "sound.mkv", moving_shapes(frames=3), audio=True)
+    write_clip(folder / "sound.mkv", moving_shapes(frames=3), audio="aac")
+    write_clip(folder / "pcm.mov", moving_shapes(frames=2), audio="pcm_s16le")  # MP4 cannot hold PCM: AAC
     write_image(folder / "photo.png", (64, 48))
     style = write_image(tmp_path / "style.png", (64, 64), seed=3)
     _, trainer = fit(tmp_path / "run", str(folder), str(style), steps=2, image_size=64, batch_size=2)
@@ -108,8 +111,10 @@ def test_a_folder_of_photos_and_clips_keeps_rates_rotations_and_sound(tmp_path):
     source = moving_shapes(frames=1, width=64, height=48)[0]
     left, right = (torch.from_numpy(np.rot90(source, k).copy()).permute(2, 0, 1).float() / 255 for k in (1, -1))
     assert float((first - left).abs().mean()) < 0.5 * float((first - right).abs().mean())
-    with av.open(str(out / "sound__style.mp4")) as container:
-        assert len(container.streams.audio) == 1 and container.streams.audio[0].codec_context.name == "aac"
+    for clip in ("sound", "pcm"):
+        with av.open(str(out / f"{clip}__style.mp4")) as container:
+            (audio,) = container.streams.audio
+            assert audio.codec_context.name == "aac" and float(audio.duration * audio.time_base) > 0.9
 
 
 def test_bad_clips_give_one_line_before_any_compute(tmp_path):
@@ -134,6 +139,9 @@ def test_bad_clips_give_one_line_before_any_compute(tmp_path):
         with pytest.raises(StyleTransferError, match=message) as error:
             PairDataModule(str(tmp_path / name), str(style), image_size=64)
         assert "\n" not in str(error.value)
+    with pytest.raises(OptionError, match=r"^PairDataModule\(image_size=10\) makes the frames of clip .*good.mp4 10x10 "
+                                          r"px, but the optical flow needs at least 12 px a side$"):
+        PairDataModule(str(good), str(style), image_size=10)
     with pytest.raises(StyleTransferError, match=r"^style .*good.mp4: a clip can only be a content"):
         PairDataModule(str(style), str(good))
     with pytest.raises(OptionError, match=r"^PairDataModule\(masks=.*\) cannot go with clips"):
