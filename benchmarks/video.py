@@ -5,7 +5,7 @@ The clip is a slow pan across the example photo (``examples/content/chelsea.png`
 photo's scale), made here with PyAV; the style is ``examples/style/swirls.png``; the real pretrained VGG16
 (``lightning_style.offline_weights``). The warping error is the mean squared difference, over the pixels where
 the flow can be trusted, between each stylised frame and the previous one warped by the flow of the clip's frames
-(``lightning_style.video.warping_error``). ``--gif`` writes the first size's frames side by side (on its own |
+(``lightning_style.flow.warping_error``). ``--gif`` writes the first size's frames side by side (on its own |
 one from the one before) as an animated GIF.
 
     python benchmarks/video.py --sizes 128 256 --frames 16 8 --steps 40 --gif examples/video.gif
@@ -26,9 +26,10 @@ from PIL import Image
 
 from lightning_style import PairDataModule, StyleTransfer
 from lightning_style.callbacks import ImageWriter, side_by_side, to_pil
+from lightning_style.flow import warping_error
 from lightning_style.images import load_image
 from lightning_style.offline_weights import default_path, fetch_hed_vgg16
-from lightning_style.video import read_frames, warping_error
+from lightning_style.video import read_frames
 
 PHOTO, STYLE = "examples/content/chelsea.png", "examples/style/swirls.png"
 

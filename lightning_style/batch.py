@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .color import keep_content_colours
+from .flow import PreviousFrames
 from .guard import FiniteGuard
 from .in_progress import load_optimizer_state, pack, unpack
 from .objective import StyleObjective
 from .pairs import PairBatch
 from .plateau import Plateau
-from .video import PreviousFrames
 
 LOSS_KEYS = ("loss", "content", "style", "tv", "temporal")
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]

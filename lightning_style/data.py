@@ -10,13 +10,14 @@ from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .errors import OptionError, StyleTransferError
+from .flow import MIN_FLOW_SIDE
 from .images import displayed_size, image_files, load_image, open_image, resized_shape
 from .in_progress import check_plan_state
 from .pairs import PairBatch, PairFiles, mask_files, pair_name, pair_up
 from .plan import Batch, Plan, add_chains
 from .record import difference, fingerprint, plain
 from .shards import find_shard
-from .video import MIN_FLOW_SIDE, VIDEO_SUFFIXES, ClipInfo, frame_shape, is_clip, probe_clip
+from .video import VIDEO_SUFFIXES, ClipInfo, frame_shape, is_clip, probe_clip
 
 DATA = "PairDataModule"
 
@@ -80,8 +81,8 @@ class PairDataModule(LightningDataModule):
     Args:
         content: a content image or clip (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.avi``), a folder of them, or a
             list of files and folders. A clip's frames are its pairs, ``<clip>__<style>/frame-00001`` ..., each
-            optimised after the one before (see :mod:`lightning_style.video`); its result is
-            ``<clip>__<style>.mp4``.
+            optimised after the one before (see :mod:`lightning_style.video` and :mod:`lightning_style.flow`); its
+            result is ``<clip>__<style>.mp4``.
         style: a style image, a folder of them, or a list of files and folders.
         steps: optimisation steps each pair gets (a batch of pairs is optimised together for that many steps;
             L-BFGS: one ``LBFGS.step()`` each, up to ``max_iter`` evaluations). Its batches carry them to the model.

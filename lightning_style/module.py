@@ -16,6 +16,7 @@ from .batch import LOSS_KEYS, BatchResult, BatchRun, Pyramid
 from .checkpoints import SafeCheckpointIO, is_remote
 from .errors import StyleTransferError
 from .features import Backbone, Pooling, VGGFeatures
+from .flow import previous_frames
 from .in_progress import gather, optimizer_identity
 from .objective import StyleObjective
 from .options import STYLE_LAYERS, check_model_options, check_optimizer, check_trainer, layer_weights
@@ -23,7 +24,6 @@ from .pairs import PairBatch
 from .plateau import Plateau
 from .record import fingerprint, plain
 from .style_losses import StyleLossName
-from .video import previous_frames
 
 RESULT_OPTIONS = ("backbone", "weights", "content_layers", "style_layers", "style_loss", "content_weight",
                   "style_weight", "tv_weight", "init", "pooling", "preserve_color", "levels", "level_steps",

@@ -13,9 +13,9 @@ from torch import Tensor, nn
 
 from .color import match_colours
 from .features import VGGFeatures
+from .flow import PreviousFrames
 from .losses import content_loss, total_variation
 from .style_losses import STYLE_LOSSES, StyleLossName, step_seed
-from .video import PreviousFrames
 
 
 def downsample(images: Tensor, factor: int) -> Tensor:

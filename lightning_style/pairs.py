@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import OptionError, StyleTransferError
+from .flow import FrameLink, flow_between
 from .images import load_image
-from .video import Clips, FrameLink, flow_between
+from .video import Clips
 
 MAX_NAME_BYTES = 200  # a pair's name, so that "<name>.png" fits the usual 255-byte limit on file names
 
@@ -101,7 +102,7 @@ class PairFiles:
 
     A clip's frames are pairs too: ``frames[i]`` is pair ``i``'s frame number in its content clip (-1 for an image),
     and a clip's frames follow each other in ``names``. With ``results``, the folder of the results, each frame
-    after a clip's first is linked to the previous frame's result (see :class:`~lightning_style.video.FrameLink`).
+    after a clip's first is linked to the previous frame's result (see :class:`~lightning_style.flow.FrameLink`).
     """
 
     names: tuple[str, ...]

@@ -13,8 +13,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_style import PairDataModule, StyleTransferError
 from lightning_style.errors import OptionError
+from lightning_style.flow import warping_error
 from lightning_style.images import load_image
-from lightning_style.video import probe_clip, read_frames, timestamps, warping_error
+from lightning_style.video import probe_clip, read_frames, timestamps
 
 from clips import moving_shapes, write_clip
 from conftest import fit, write_image
@@ -203,7 +204,7 @@ def test_the_command_line_stylises_a_clip_into_a_wandb_video(job, tmp_path, monk
 def test_the_flow_brings_the_previous_frame_onto_this_one_and_distrusts_what_enters():
     """A pan 3 px to the left a frame (the camera moves right): warping the previous frame along the flow gives this
     frame where both show the same ground; the 3 columns that enter at the right edge are not trusted."""
-    from lightning_style.video import flow_between, warp
+    from lightning_style.flow import flow_between, warp
 
     from conftest import ROOT
 
