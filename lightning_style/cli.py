@@ -181,7 +181,8 @@ class StyleTransferCLI(LightningCLI):
         """The trainer, with a :class:`StepProgressBar` unless the bar is off or the config names another, a
         :class:`StepCheckpoint` (``<output.dir>/checkpoints/last.ckpt`` every 100 steps, at batch ends and at the
         end) unless checkpointing is off or the config names another, and a :class:`GracefulStop` (signals);
-        ``strategy: ddp`` becomes :class:`IndependentDDPStrategy` (processes that never exchange images)."""
+        ``strategy: ddp``, or ``auto`` with several devices or nodes, becomes :class:`IndependentDDPStrategy`
+        (processes that never exchange images)."""
         config = self.config_init[self.subcommand]["trainer"]
         callbacks, added = config.get("callbacks") or [], [GracefulStop()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
@@ -190,8 +191,9 @@ class StyleTransferCLI(LightningCLI):
         if config.get("enable_checkpointing") is not False and not checkpoints:
             added.append(StepCheckpoint())
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": added}
-        if config.get("strategy") == "ddp":
-            config["strategy"] = IndependentDDPStrategy()
+        strategy = config.get("strategy") or "auto"
+        if strategy == "ddp" or strategy == "auto" and _several(config.get("devices"), config.get("num_nodes")):
+            config["strategy"] = IndependentDDPStrategy()  # Lightning's auto would pick DDP, which averages gradients
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
@@ -318,3 +320,17 @@ def main(args: list[str] | None = None) -> None:
         if os.environ.get("LIGHTNING_STYLE_DEBUG"):
             raise
         sys.exit(f"lightning-style: error: {getattr(error, 'command_line', None) or error}")
+
+
+def _several(devices, nodes) -> bool:
+    """Whether ``--trainer.devices`` / ``--trainer.num_nodes`` ask for more than one process by number or list
+    (``auto`` and ``-1`` depend on the machine: Lightning counts, and a DDP it picks is refused in one line).
+
+    >>> [_several(devices, 1) for devices in (1, 2, "2", "auto", "-1", [0, 1], "0,1", "0,")] + [_several(1, 2)]
+    [False, True, True, False, False, True, True, False, True]
+    """
+    if isinstance(nodes, int) and nodes > 1:
+        return True
+    if isinstance(devices, str):
+        devices = int(devices) if devices.strip().isdigit() else [d for d in devices.split(",") if d.strip()]
+    return isinstance(devices, int) and devices > 1 or isinstance(devices, (list, tuple)) and len(devices) > 1

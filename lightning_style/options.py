@@ -64,7 +64,8 @@ def check_trainer(trainer) -> None:
                           "training its weights; here each process optimises its own images: use auto or ddp")
     if isinstance(trainer.strategy, DDPStrategy) and not isinstance(trainer.strategy, IndependentDDPStrategy):
         raise OptionError("Trainer", "strategy", "ddp", "would average the images' gradients over the processes; use "
-                          "lightning_style.IndependentDDPStrategy() (the command line does this for 'ddp')")
+                          "lightning_style.IndependentDDPStrategy() (the command line does this for ddp: add "
+                          "--trainer.strategy ddp)")
     started = os.environ.get("WORLD_SIZE", "") if "TORCHELASTIC_RUN_ID" in os.environ else ""
     if started.isdigit() and int(started) != trainer.world_size:
         # Lightning would run each of torchrun's processes alone as rank 0: every pair done once per process.
