@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import last, stamps
+from helpers import last, stamps
 
 
 def crafted(job, change) -> Path:

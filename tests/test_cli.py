@@ -7,7 +7,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import ROOT, run_cli, run_main
+from helpers import ROOT, run_cli, run_main
 
 DEBUG = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml"]
 
@@ -192,7 +192,7 @@ def test_unknown_keys_wrong_types_and_choices_are_usage_errors(tmp_path, in_repo
 
 
 def test_names_with_spaces_and_non_ascii(tmp_path, in_repo):
-    from conftest import write_image
+    from helpers import write_image
 
     content = write_image(tmp_path / "my photo é.png", seed=1)
     style = write_image(tmp_path / "peinture ü 絵.jpg", seed=2)

@@ -6,7 +6,7 @@ from PIL import Image
 from lightning_style.color import keep_content_colours, match_colours, to_yiq
 from lightning_style.losses import gram_matrix
 
-from conftest import fit, results
+from helpers import fit, results
 
 yiq = to_yiq
 

@@ -14,7 +14,7 @@ from lightning_style.image_logger import ImageLogger
 from lightning_style.plan import Plan
 from lightning_style.record import Record
 
-from conftest import fit, run_main
+from helpers import fit, run_main
 
 
 def test_plan_at_counts_from_its_base():

@@ -8,7 +8,7 @@ from PIL import Image
 from lightning_style import PairDataModule, StyleTransfer, StyleTransferError
 from lightning_style.features import build_features
 
-from conftest import write_image
+from helpers import write_image
 
 
 def test_pairing(images):

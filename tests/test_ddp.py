@@ -13,7 +13,7 @@ import torch
 from lightning_style.shards import shard_of
 
 from collect_results import load_results
-from conftest import ROOT, run_cli, run_main, write_image
+from helpers import ROOT, run_cli, run_main, write_image
 
 pytestmark = pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips them
 

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_style import NonFiniteError
 from lightning_style.record import Record
 
-from conftest import ROOT, fit, run_main, write_image
+from helpers import ROOT, fit, run_main, write_image
 
 EXAMPLES = (ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png")
 
@@ -50,7 +50,7 @@ def test_fewer_processes_than_torchrun_started_are_refused_in_one_line(tmp_path,
     ``--trainer.num_nodes 2``, Lightning runs each process alone as rank 0: every pair would be done twice."""
     from lightning_style import StyleTransferError
 
-    from conftest import ROOT, run_main
+    from helpers import ROOT, run_main
 
     for name, value in {"TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
                         "GROUP_RANK": "0", "LOCAL_WORLD_SIZE": "1"}.items():

@@ -7,7 +7,7 @@ import torch
 from lightning_style import StyleTransferError
 from lightning_style.resources import STYLE_GB_PER_MEGAPIXEL, bytes_per_pixel
 
-from conftest import ROOT, fit
+from helpers import ROOT, fit
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 EXAMPLES = (ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from lightning_style import StyleTransferError, load_image
 
-from conftest import write_image
+from helpers import write_image
 
 
 def test_resize_keeps_aspect_ratio(tmp_path):

@@ -9,7 +9,7 @@ from lightning_style import PairDataModule, StyleTransferError
 from lightning_style.features import VGGFeatures
 from lightning_style.losses import gram_matrix, style_loss
 
-from conftest import ROOT, fit, results, write_image
+from helpers import ROOT, fit, results, write_image
 
 
 def half_mask(path, size=(48, 40), side="left"):

@@ -6,7 +6,7 @@ import torchvision
 from lightning_style import PairDataModule, StyleTransfer, StyleTransferError
 from lightning_style.data import load_image
 
-from conftest import assert_same_results, collected, fit, results, resumed_and_straight
+from helpers import assert_same_results, collected, fit, results, resumed_and_straight
 
 
 def test_images_are_the_only_trainable_parameters(tmp_path, images):
@@ -71,7 +71,7 @@ def test_a_pair_in_a_batch_is_optimised_as_if_alone(tmp_path, images):
 
 
 def test_pairs_of_different_sizes(tmp_path, images):
-    from conftest import write_image
+    from helpers import write_image
 
     tall = write_image(tmp_path / "in" / "tall.png", size=(30, 60), seed=5)
     _, trainer = fit(tmp_path, [images["content"], tall], images["style"])
@@ -169,7 +169,7 @@ def test_bad_model_options(kwargs, message):
 
 
 def test_very_wide_content_and_a_much_larger_style(tmp_path, images):
-    from conftest import write_image
+    from helpers import write_image
 
     wide = write_image(tmp_path / "in" / "wide.png", size=(600, 40), seed=6)
     huge_style = write_image(tmp_path / "in" / "huge.png", size=(1500, 1200), seed=7)

@@ -10,7 +10,7 @@ from PIL import Image
 from lightning_style import NonFiniteError, StyleTransfer, StyleTransferError
 from lightning_style.callbacks import to_uint8
 
-from conftest import fit
+from helpers import fit
 
 
 def test_a_non_finite_first_step_leaves_the_result(tmp_path, images):

@@ -7,7 +7,7 @@ from nbclient import NotebookClient
 from lightning_style import load_image
 from lightning_style.record import Record
 
-from conftest import ROOT
+from helpers import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
 

@@ -5,7 +5,7 @@ import torch
 
 from lightning_style.plateau import Plateau
 
-from conftest import assert_same_results, collected, fit, resumed_and_straight
+from helpers import assert_same_results, collected, fit, resumed_and_straight
 
 
 def test_the_rule():

@@ -7,7 +7,7 @@ from lightning_style import StyleObjective, StyleTransfer, StyleTransferError, V
 from lightning_style.losses import gram_matrix, style_loss
 from lightning_style.objective import downsample
 
-from conftest import assert_same_results, fit, resumed_and_straight, write_image
+from helpers import assert_same_results, fit, resumed_and_straight, write_image
 
 LBFGS = lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=10)
 

@@ -7,7 +7,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 
 from lightning_style.losses import content_loss, gram_matrix, style_loss
 
-from conftest import ROOT, fit, results
+from helpers import ROOT, fit, results
 
 pytestmark = pytest.mark.slow  # end-to-end: python -m pytest -m 'not slow' skips them
 

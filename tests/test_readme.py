@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_the_readme_python_snippet_runs_offline_and_quietly(tmp_path, hed_weights):

@@ -13,7 +13,7 @@ from PIL import Image
 from lightning_style.checkpoints import read_checkpoint
 from lightning_style.record import Record
 
-from conftest import DEBUG, ROOT, last, run_main, stamps, write_image
+from helpers import DEBUG, ROOT, last, run_main, stamps, write_image
 
 
 def test_a_rerun_keeps_what_is_done_and_does_only_what_changed(job):

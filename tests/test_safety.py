@@ -13,7 +13,7 @@ from lightning_style import StyleTransfer, StyleTransferError, WriteError
 from lightning_style.checkpoints import SafeCheckpointIO, read_checkpoint
 from lightning_style.files import check_outputs, replace_atomically
 
-from conftest import ROOT, collected, fit, run_cli, run_main, write_image
+from helpers import ROOT, collected, fit, run_cli, run_main, write_image
 
 DEBUG = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml"]
 OUTPUT = "chelsea__swirls.png"

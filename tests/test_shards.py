@@ -14,7 +14,7 @@ from lightning_style.errors import StyleTransferError
 from lightning_style.shards import Shard, find_shard, shard_of
 from lightning_style.summary import launched_by, summary
 
-from conftest import DEBUG, ROOT, run_main, write_image
+from helpers import DEBUG, ROOT, run_main, write_image
 
 SLURM = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0",
          "SLURM_ARRAY_TASK_STEP": "1", "SLURM_ARRAY_TASK_MAX": "3"}

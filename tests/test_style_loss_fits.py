@@ -10,7 +10,7 @@ from PIL import Image
 from lightning_style.objective import StyleObjective
 from lightning_style.record import Record
 
-from conftest import assert_same_results, fit, results, resumed_and_straight
+from helpers import assert_same_results, fit, results, resumed_and_straight
 
 ADAM = lambda params: torch.optim.Adam(params, lr=0.05)
 LBFGS = lambda params: torch.optim.LBFGS(params, lr=1, max_iter=1, history_size=10)
@@ -49,7 +49,7 @@ def test_sliced_directions_change_at_every_step_and_differ_with_the_seed(tmp_pat
 
 @pytest.mark.parametrize("loss", ["wasserstein", "sliced"])
 def test_a_pair_in_a_batch_is_optimised_as_if_alone(tmp_path, images, loss):
-    from conftest import collected
+    from helpers import collected
 
     _, together = fit(tmp_path / "a", [images["content"], images["content2"]], [images["style"], images["style2"]],
                       pairing="zip", steps=4, init="noise", style_loss=loss)
@@ -65,7 +65,7 @@ def test_a_pair_in_a_batch_is_optimised_as_if_alone(tmp_path, images, loss):
 def test_blends_masks_and_the_pyramid(tmp_path, images, loss):
     from PIL import Image
 
-    from conftest import write_image
+    from helpers import write_image
 
     left = tmp_path / "left.png"
     Image.fromarray((torch.arange(48)[None, :].expand(40, 48) < 24).numpy().astype("uint8") * 255).save(left)
@@ -113,7 +113,7 @@ def test_mixed_precision(tmp_path, images, loss):
 
 
 def test_the_command_line_option(tmp_path, capsys):
-    from conftest import run_main
+    from helpers import run_main
 
     args = ["fit", "--model.weights", "null", "--model.backbone", "vgg16", "--data.image_size", "32", "--data.steps",
             "2", "--trainer.enable_progress_bar", "false"]

@@ -8,7 +8,7 @@ from lightning_style.features import VGGFeatures
 from lightning_style.losses import covariance, moments, position_weights, sliced_wasserstein, sqrtm
 from lightning_style.style_losses import STYLE_LOSSES, SlicedLoss, WassersteinLoss, step_seed
 
-from conftest import fit
+from helpers import fit
 
 LOSSES = list(STYLE_LOSSES)
 
@@ -152,7 +152,7 @@ def test_the_same_style_weight_means_the_same_balance_for_every_loss(tmp_path, h
     1.19, 10 times too small 0.28 (the distance saturates as the style weight grows, hence the narrow band)."""
     from lightning_style.losses import content_loss
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     content, style = ROOT / "examples/content/chelsea.png", ROOT / "examples/style/swirls.png"
     distance = {}
@@ -174,7 +174,7 @@ def test_every_term_is_of_order_one_at_the_photo_at_every_size(hed_weights):
     with its size)."""
     from lightning_style.images import load_image
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     features = VGGFeatures(list(layers), backbone="vgg16", weights=str(hed_weights))

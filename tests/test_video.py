@@ -18,7 +18,7 @@ from lightning_style.images import load_image
 from lightning_style.video import probe_clip, read_frames, timestamps
 
 from clips import moving_shapes, write_clip
-from conftest import fit, write_image
+from helpers import fit, write_image
 from wandb_records import history_keys, read_records
 
 STEPS = 6
@@ -206,7 +206,7 @@ def test_the_flow_brings_the_previous_frame_onto_this_one_and_distrusts_what_ent
     frame where both show the same ground; the 3 columns that enter at the right edge are not trusted."""
     from lightning_style.flow import flow_between, warp
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     picture = load_image(ROOT / "examples/content/chelsea.png", 128)  # a photo: texture the flow can follow
     previous, current = picture[:, 10:74, 20:84], picture[:, 10:74, 23:87]

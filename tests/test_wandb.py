@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_style.image_logger import ImageLogger, Row
 
-from conftest import fit, run_cli
+from helpers import fit, run_cli
 from wandb_records import config, history_keys, read_records
 
 PAIRS = ["astronaut__swirls", "chelsea__swirls"]
@@ -87,7 +87,7 @@ def test_a_batch_shorter_than_the_interval_is_shown_once(tmp_path, images):
     its check half-way (steps 2 and 6), as its images were then."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from conftest import write_image
+    from helpers import write_image
 
     tall = write_image(tmp_path / "in" / "tall.png", size=(30, 60), seed=5)  # another shape: another batch
     tensorboard = TensorBoardLogger(tmp_path, name="tb")
