@@ -205,14 +205,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for report.md and report.json")
     parser.add_argument("--smoke", action="store_true", help="every code path on the CPU at toy sizes")
     parser.add_argument("--backbone", default="vgg19_bn")
     parser.add_argument("--weights", default=None, help="a state_dict path (default: random weights)")
     parser.add_argument("--skip-tests", action="store_true", help="do not run the tests marked gpu")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     if not args.smoke and not torch.cuda.is_available():

@@ -159,7 +159,7 @@ def write_table(results: dict, out: Path) -> None:
     print("\n" + "\n".join(lines))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     # A sibling, importable when this file runs as a script (benchmarks/ on the path); imported here, as the
     # tests load this file by its path for plateau_line.
     from quality_scores import STYLE_LAYERS, Scorer
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/quality")
     parser.add_argument("--table_from", default=None, help="only rebuild quality.md from this quality.json")
     parser.add_argument("--reuse", action="store_true", help="keep the runs already in --out (same options!)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.table_from:
         write_table(json.loads(Path(args.table_from).read_text()), Path(args.out))
         return

@@ -1,21 +1,41 @@
 """The benchmarks that CI runs at toy sizes: the GPU report's code on the CPU (``--smoke``), so that it works the day a
-GPU is lent, and the quality benchmark."""
+GPU is lent, and the quality benchmark. Each runs its ``main`` in this process (a process of its own would spend
+seconds importing torch and Lightning again)."""
 
 import importlib.util
 import json
-import subprocess
-import sys
+import logging
 
 import pytest
+import torch
 
 from helpers import ROOT
 
 
+@pytest.fixture
+def benchmark(monkeypatch):
+    """``benchmark(name)``: the script ``benchmarks/<name>.py`` as a module (its siblings importable, as when it runs
+    as a script); what its ``main`` sets for the whole process is put back afterwards."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.chdir(ROOT)
+    lightning_log = logging.getLogger("pytorch_lightning")
+    level, matmul, cudnn = lightning_log.level, torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark
+    yield lambda name: load(name)
+    lightning_log.setLevel(level)
+    torch.set_float32_matmul_precision(matmul)
+    torch.backends.cudnn.benchmark = cudnn
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
-def test_the_gpu_report_runs_every_part_on_the_cpu(tmp_path):
-    result = subprocess.run([sys.executable, "benchmarks/gpu_report.py", "--smoke", "--out", str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_the_gpu_report_runs_every_part_on_the_cpu(tmp_path, benchmark):
+    benchmark("gpu_report").main(["--smoke", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["smoke"] and "skipped" in report["tests"]["summary"]  # the GPU lane, skipped without CUDA
     assert [row["precision"] for row in report["precisions"]] == ["32-true", "tf32", "bf16-mixed"]
@@ -36,15 +56,12 @@ def test_every_test_marked_gpu_is_in_the_file_the_gpu_report_runs(request):
 
 
 @pytest.mark.slow
-def test_the_quality_benchmark_scores_a_run_of_each_kind(tmp_path, hed_weights):
+def test_the_quality_benchmark_scores_a_run_of_each_kind(tmp_path, hed_weights, benchmark):
     """``benchmarks/quality.py`` at a toy size: a run of each kind (the reference, L-BFGS with the sliced loss, the
     pyramid), a table, the panels."""
     runs = ["gram-adam", "sliced-lbfgs", "gram-adam-pyramid"]
-    result = subprocess.run([sys.executable, "benchmarks/quality.py", "--size", "64", "--steps", "4",
-                             "--lbfgs_steps", "2", "--every", "2", "--weights", str(hed_weights),
-                             "--out", str(tmp_path), "--runs", *runs],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    benchmark("quality").main(["--size", "64", "--steps", "4", "--lbfgs_steps", "2", "--every", "2", "--weights",
+                               str(hed_weights), "--out", str(tmp_path), "--runs", *runs])
     results = json.loads((tmp_path / "quality.json").read_text())
     assert list(results) == runs and results["gram-adam"]["summary"]["steps"] == 4
     start = results["gram-adam"]["trace"][0]
@@ -55,9 +72,7 @@ def test_the_quality_benchmark_scores_a_run_of_each_kind(tmp_path, hed_weights):
 
 
 def test_the_quality_benchmark_reports_what_a_plateau_stop_saved():
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = load("quality")
     summary = {"steps": 500, "score": 0.026, "content": 1.2}
     line = quality.plateau_line("gram-adam-plateau", {"summary": summary, "stopped_at": [300, None]},
                                 {"summary": {"score": 0.025, "content": 1.18}})
