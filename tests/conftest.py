@@ -50,8 +50,9 @@ def hed_weights() -> Path:
 
 @pytest.fixture
 def job(tmp_path, monkeypatch, capfd):
-    """Three photos of one shape and the example style, in batches of one pair, 5 steps each; ``job(*args)``
-    runs the command line in this process and returns ``(exit code or error line, what it printed)``."""
+    """Three photos of one shape and the example style, in batches of one pair, 5 steps each at 32 px;
+    ``job(*args)`` runs the command line in this process and returns ``(exit code or error line, what it
+    printed)``."""
     from helpers import DEBUG, ROOT, run_main, write_image
 
     monkeypatch.chdir(ROOT)
@@ -60,7 +61,7 @@ def job(tmp_path, monkeypatch, capfd):
 
     def run(*args: str) -> tuple[int | str, str]:
         code, _ = run_main(*DEBUG, "--data.content", str(tmp_path / "photos"), "--data.batch_size", "1",
-                           "--output.dir", str(tmp_path / "out"), *args)
+                           "--data.image_size", "32", "--output.dir", str(tmp_path / "out"), *args)
         printed = capfd.readouterr()  # at the descriptors: Lightning's log handler holds the real stdout
         return code, printed.out + printed.err
 

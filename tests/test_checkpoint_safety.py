@@ -84,10 +84,10 @@ def test_a_checkpoint_does_not_set_the_optimiser_arguments(job, monkeypatch):
 
 @pytest.mark.parametrize("case, field, problem", [
     ("huge", "in_progress.images",
-     "torch.float32 (1, 3, 6000, 6000), where this batch's images are float32 (1, 3, 48, 64)"),
+     "torch.float32 (1, 3, 6000, 6000), where this batch's images are float32 (1, 3, 24, 32)"),
     ("nan", "in_progress.images", "NaN or infinite values"),
-    ("optimizer", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
-    ("moment", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 48, 64)"),
+    ("optimizer", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 24, 32)"),
+    ("moment", "in_progress.optimizer", "a tensor of another shape than the batch's images (1, 3, 24, 32)"),
     ("history", "in_progress.optimizer", "larger than this batch's images allow"),
     ("data", "PairDataModule", "not a dict"),
     ("callbacks", "callbacks", "not a dict"),
@@ -109,7 +109,7 @@ def test_malformed_checkpoints_give_one_line_and_allocate_nothing_large(job, cas
         elif case == "moment":
             entry["optimizer"]["state"][0]["exp_avg"] = torch.zeros(7)
         elif case == "history":  # image-sized, 4 bytes each in the file: 10,000 of them
-            entry["optimizer"]["state"][0]["old_dirs"] = [torch.zeros(1).expand(1, 3, 48, 64)] * 10000
+            entry["optimizer"]["state"][0]["old_dirs"] = [torch.zeros(1).expand(1, 3, 24, 32)] * 10000
         elif case == "data":
             checkpoint["PairDataModule"] = [1, 2]
         elif case == "callbacks":

@@ -37,7 +37,7 @@ def test_a_rerun_keeps_what_is_done_and_does_only_what_changed(job):
     assert after["p0__swirls.png"] == before["p0__swirls.png"]  # a result of a removed photo stays
     assert after["p1__swirls.png"] != before["p1__swirls.png"] and "p3__swirls.png" in after
     with Image.open(job.out / "p1__swirls.png") as image:
-        assert image.size == (48, 64)
+        assert image.size == (24, 32)  # 48x64 at 32 px
 
     code, out = job("--model.style_weight", "50")  # a setting that changes results: every pair redone, and why
     assert code == 0 and "redoing 3 result(s)" in out and "(3: style_weight 100.0 -> 50.0)" in out
@@ -79,7 +79,7 @@ def test_a_photo_replaced_while_its_batch_was_in_progress_starts_again(job):
         code, out = job("--ckpt_path", "last")
     assert code == 0 and "the job: 3 of 3 done" in out
     with Image.open(job.out / "p0__swirls.png") as image:
-        assert image.size == (48, 64) and '"steps": 5' in image.info["lightning-style"]
+        assert image.size == (24, 32) and '"steps": 5' in image.info["lightning-style"]
 
 
 def test_partial_images_that_cannot_be_written_are_a_warning(job):

@@ -20,12 +20,14 @@ PAIRS = ["astronaut__swirls", "chelsea__swirls"]
 @pytest.mark.slow
 @pytest.mark.parametrize("devices", [1, 2], ids=["1-process", "2-process-ddp"])
 def test_offline_wandb_run_without_credentials(tmp_path, devices):
+    """One process as ``python -m lightning_style`` (the module's entry point), two as the console script."""
     env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(tmp_path / "none")}
     result = run_cli(
         "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config", "configs/wandb.yaml",
         "--data.content", "examples/content", "--data.steps", "4", "--images.every_n_steps", "2",
         "--output.dir", str(tmp_path / "out"),
         "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto", env=env,
+        module=devices == 1,
     )
     assert result.returncode == 0, result.stderr
     notice = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("W&B:")]
