@@ -64,10 +64,10 @@ def test_two_styles_in_two_regions_with_real_weights(tmp_path, hed_weights):
     masks = [half_mask(tmp_path / "left.png", (width, height)),
              half_mask(tmp_path / "right.png", (width, height), "right")]
     _, trainer = fit(tmp_path, content, styles, pairing="blend", masks=[str(m) for m in masks], steps=60,
-                     image_size=128, backbone="vgg16", weights=str(hed_weights))
+                     image_size=96, backbone="vgg16", weights=str(hed_weights))  # as clear as at 128 px
     (pair,) = results(trainer).values()
     result = pair.image
-    left, right = result[:, :, :48], result[:, :, -48:]
+    left, right = result[:, :, :36], result[:, :, -36:]  # the outer 3/8 of each side
     colour = lambda image: image.reshape(3, -1).mean(1)
     swirls, embers = colour(pair.styles[0]), colour(pair.styles[1])
     assert (colour(left) - swirls).norm() < (colour(left) - embers).norm()
