@@ -88,9 +88,15 @@ class WassersteinLoss(StyleLoss):
                 "energy": second.diagonal().sum()}
 
     def __call__(self, features: Tensor, target: dict[str, Tensor], masks: Tensor | None, seed: int = 0) -> Tensor:
-        mean, second = moments(features, position_weights(features, masks))
+        weights = position_weights(features, masks)
+        mean, second = moments(features, weights)
+        centered = None
+        if features.shape[2] * features.shape[3] < features.shape[1]:  # fewer positions than channels: see
+            with torch.autocast(features.device.type, enabled=False):  # gaussian_wasserstein
+                f = features.float().flatten(2)[:, None]  # (B, 1, C, N)
+                centered = (f - mean[..., None]) * weights[:, :, None].sqrt()
         distance = gaussian_wasserstein(mean, covariance(mean, second), target["mean"], target["cov_sqrt"],
-                                        target["cov_trace"])
+                                        target["cov_trace"], centered=centered)
         return self.scale * _by_area(distance / target["energy"].clamp_min(1e-8), features, masks)
 
 
