@@ -1,72 +1,25 @@
 """Content/style pairs from image files, streamed to the module in fixed-size batches: ``PairDataModule``."""
 
 import dataclasses
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .clip_frames import check_frame_sizes, expand, frame_chains, kept_frames
 from .errors import OptionError, StyleTransferError
-from .flow import MIN_FLOW_SIDE
 from .images import displayed_size, image_files, load_image, open_image, resized_shape
 from .in_progress import check_plan_state
 from .pairs import PairBatch, PairFiles, mask_files, pair_name, pair_up
 from .plan import Batch, Plan, add_chains
+from .plan_loader import PlanItems, PlanLoader
 from .record import difference, fingerprint, plain
 from .shards import find_shard
 from .video import VIDEO_SUFFIXES, ClipInfo, frame_shape, is_clip, probe_clip
 
 DATA = "PairDataModule"
-
-
-class _PlanItems(IterableDataset):
-    """This process's :class:`PairBatch` of each global step from ``start`` to the plan's end; the first item and
-    each batch's first carry pixels. Loader workers share the steps round-robin, which keeps their order."""
-
-    def __init__(self, files: PairFiles, plan: Plan, rank: int) -> None:
-        self.files, self.plan, self.rank = files, plan, rank
-        self.start = plan.base
-
-    def __iter__(self) -> Iterator[PairBatch]:
-        worker = get_worker_info()
-        first, stride = (worker.id, worker.num_workers) if worker else (0, 1)
-        for step in range(self.start + first, self.plan.end, stride):
-            k, within = self.plan.at(step)
-            indices = list(self.plan.batches[self.rank][k])
-            if step == self.start or within == 0:
-                yield self.files.decode(indices, within, self.plan.steps)
-            else:
-                yield PairBatch(tuple(self.files.names[i] for i in indices), within, self.plan.steps)
-
-
-class _PlanLoader:
-    """The steps of :class:`_PlanItems` from the trainer's current step (a resumed run picks up where its checkpoint
-    stopped), through a ``DataLoader`` of ``num_workers`` processes that decode ahead when there are any.
-
-    Not a ``DataLoader`` itself, so that Lightning neither splits it with a distributed sampler (the plan dealt the
-    batches already) nor warns about its workers and length. Lightning keeps the step count of a resumed epoch only
-    for a loader it can restore: this one needs nothing restored."""
-
-    def __init__(self, items: _PlanItems, trainer, num_workers: int) -> None:
-        self.items, self.num_workers, self._trainer = items, num_workers, trainer
-
-    def __len__(self) -> int:
-        return self.items.plan.end
-
-    def __iter__(self) -> Iterator[PairBatch]:
-        self.items.start = max(self._trainer.global_step, self.items.plan.base)
-        if self.num_workers:
-            return iter(DataLoader(self.items, batch_size=None, num_workers=self.num_workers))
-        return iter(self.items)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        pass
 
 
 class PairDataModule(LightningDataModule):
@@ -172,18 +125,15 @@ class PairDataModule(LightningDataModule):
                 self.fingerprints[path] = fingerprint(path)
             except OSError as error:
                 raise StyleTransferError(f"{role} {path}: cannot read it ({error.strerror or error})") from None
-        for path, info in self.clip_info.items():
-            if min(shape := frame_shape(info, image_size)) < MIN_FLOW_SIDE:
-                raise OptionError(DATA, "image_size", image_size, f"makes the frames of clip {path} {shape[1]}x"
-                                  f"{shape[0]} px, but the optical flow needs at least {MIN_FLOW_SIDE} px a side")
+        check_frame_sizes(self.clip_info, image_size, DATA)
         for mask in self.masks:
             for content in dict.fromkeys(content for content, _ in self.sources):
                 (mw, mh), (cw, ch) = self.sizes[mask], self.sizes[content]
                 if abs(mw / mh - cw / ch) > 0.02 * cw / ch:
                     raise StyleTransferError(f"mask {mask}: {mw}x{mh} px, but content {content} is {cw}x{ch} px: a "
                                              "mask needs the content's aspect ratio (it is resized to the content)")
-        self.clips: dict[str, tuple[Path, tuple[str, ...]]] = {}  # clip pair -> (its clip, its frames' names)
-        frames = self._frames()
+        # each clip pair becomes its frames' pairs; clips: clip pair -> (its clip, its frames' names)
+        self.names, self.sources, frames, self.clips = expand(self.names, self.sources, self.clip_info)
         self.files = PairFiles(tuple(self.names), tuple(self.sources), self.style_weights, tuple(self.masks),
                                image_size, self.style_size, tuple(self.shapes()[0]), self.init, frames,
                                {path: info.rotation for path, info in self.clip_info.items()})
@@ -191,22 +141,6 @@ class PairDataModule(LightningDataModule):
         self.settings: dict = {}  # the model's options that change a result (see leave_out)
         self.plan: Plan | None = None  # this run's plan, over the pairs not done
         self._resumed: dict | None = None
-
-    def _frames(self) -> tuple[int, ...]:
-        """Expand each clip pair into its frames (pairs named ``<pair>/frame-00001`` ...), in order; returns each
-        pair's frame number (-1 for an image), empty when there is no clip."""
-        if not self.clip_info:
-            return ()
-        names, sources, frames = [], [], []
-        for name, source in zip(self.names, self.sources, strict=True):
-            count = self.clip_info[source[0]].frames if source[0] in self.clip_info else 0
-            if count:
-                self.clips[name] = (source[0], tuple(f"{name}/frame-{t + 1:05d}" for t in range(count)))
-            names += self.clips[name][1] if count else [name]
-            sources += [source] * max(count, 1)
-            frames += range(count) if count else [-1]
-        self.names, self.sources = names, sources
-        return tuple(frames)
 
     def _files(self) -> list[tuple[Path, str]]:
         return list(dict.fromkeys(
@@ -259,11 +193,7 @@ class PairDataModule(LightningDataModule):
     def kept(self, done: Collection[str]) -> frozenset[str]:
         """The pairs of ``done`` that stay done: all but a clip's frames after its first frame not done (each frame
         starts from the one before, so those are redone too)."""
-        done = set(done)
-        for _, frames in self.clips.values():
-            todo = next((t for t, name in enumerate(frames) if name not in done), len(frames))
-            done.difference_update(frames[todo:])
-        return frozenset(done)
+        return kept_frames(done, self.clips)
 
     def leave_out(self, done: Collection[str], settings: Mapping = {}, results: str | Path | None = None) -> None:
         """Plan only the pairs not in ``done`` (their results are already in the output folder ``results``), and
@@ -301,8 +231,8 @@ class PairDataModule(LightningDataModule):
         pending = [i for i, name in enumerate(self.names) if name not in self.done]
         first, within = self._in_progress(world, set(pending))
         self.plan = Plan(self.deal(pending, world, first), self.steps, step - within)
-        items = _PlanItems(self.files, self.plan, trainer.global_rank)
-        return _PlanLoader(items, trainer, self.num_workers)
+        items = PlanItems(self.files, self.plan, trainer.global_rank)
+        return PlanLoader(items, trainer, self.num_workers)
 
     def deal(self, pending: list[int], world: int, first: tuple[Batch, ...] = ()) -> tuple[tuple[Batch, ...], ...]:
         """Each process's batches of the ``pending`` pairs: ``first`` (a checkpoint's batches in progress, one per
@@ -313,10 +243,7 @@ class PairDataModule(LightningDataModule):
         later = Plan.deal([self.files.shapes[i] for i in stills], self.batch_size, world, self.steps).batches
         batches = [first[rank:rank + 1] + tuple(tuple(stills[i] for i in batch) for batch in later[rank])
                    for rank in range(world)]
-        chains: dict[tuple, list[int]] = {}  # by clip pair: (clip, styles)
-        for i in pending:
-            if i not in taken and self.files.frame(i) >= 0:
-                chains.setdefault(self.sources[i], []).append(i)
+        chains = frame_chains([i for i in pending if i not in taken], self.sources, self.files.frame)
         pinned = {self.sources[i]: rank for rank, batch in enumerate(first) for i in batch}
         return add_chains(batches, list(chains.values()), [pinned.get(clip) for clip in chains], keep=len(first) > 0)
 
