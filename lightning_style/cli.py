@@ -33,7 +33,7 @@ from .quiet import LIGHTNING_LOG
 from .resources import check_memory
 from .shards import Shard, find_shard
 from .stop import GracefulStop
-from .strategy import IndependentDDPStrategy
+from .strategy import IndependentDDPStrategy, several_processes
 from .summary import launched_by, summary
 
 
@@ -192,7 +192,8 @@ class StyleTransferCLI(LightningCLI):
             added.append(StepCheckpoint())
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": added}
         strategy = config.get("strategy") or "auto"
-        if strategy == "ddp" or strategy == "auto" and _several(config.get("devices"), config.get("num_nodes")):
+        several = several_processes(config.get("devices"), config.get("num_nodes"))
+        if strategy == "ddp" or strategy == "auto" and several:
             config["strategy"] = IndependentDDPStrategy()  # Lightning's auto would pick DDP, which averages gradients
         return super().instantiate_trainer(**kwargs)
 
@@ -320,17 +321,3 @@ def main(args: list[str] | None = None) -> None:
         if os.environ.get("LIGHTNING_STYLE_DEBUG"):
             raise
         sys.exit(f"lightning-style: error: {getattr(error, 'command_line', None) or error}")
-
-
-def _several(devices, nodes) -> bool:
-    """Whether ``--trainer.devices`` / ``--trainer.num_nodes`` ask for more than one process by number or list
-    (``auto`` and ``-1`` depend on the machine: Lightning counts, and a DDP it picks is refused in one line).
-
-    >>> [_several(devices, 1) for devices in (1, 2, "2", "auto", "-1", [0, 1], "0,1", "0,")] + [_several(1, 2)]
-    [False, True, True, False, False, True, True, False, True]
-    """
-    if isinstance(nodes, int) and nodes > 1:
-        return True
-    if isinstance(devices, str):
-        devices = int(devices) if devices.strip().isdigit() else [d for d in devices.split(",") if d.strip()]
-    return isinstance(devices, int) and devices > 1 or isinstance(devices, (list, tuple)) and len(devices) > 1

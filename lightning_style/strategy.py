@@ -131,3 +131,17 @@ class IndependentDDPStrategy(DDPStrategy):
         procs = getattr(self.launcher, "procs", None)
         if self.global_rank == 0 and procs:
             self.launcher.kill(signal.SIGKILL)
+
+
+def several_processes(devices, nodes) -> bool:
+    """Whether ``--trainer.devices`` / ``--trainer.num_nodes`` ask for more than one process by number or list
+    (``auto`` and ``-1`` depend on the machine: Lightning counts, and a DDP it picks is refused in one line).
+
+    >>> [several_processes(d, 1) for d in (1, 2, "2", "auto", "-1", [0, 1], "0,1", "0,")] + [several_processes(1, 2)]
+    [False, True, True, False, False, True, True, False, True]
+    """
+    if isinstance(nodes, int) and nodes > 1:
+        return True
+    if isinstance(devices, str):
+        devices = int(devices) if devices.strip().isdigit() else [d for d in devices.split(",") if d.strip()]
+    return isinstance(devices, int) and devices > 1 or isinstance(devices, (list, tuple)) and len(devices) > 1
