@@ -116,14 +116,11 @@ def assert_same_results(trainer: pl.Trainer, other: pl.Trainer, atol: float = 1e
         torch.testing.assert_close(pair.image, theirs[name].image, atol=atol, rtol=0)
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600,
-            module: bool = False) -> subprocess.CompletedProcess:
-    """Run the installed ``lightning-style`` console script (``module``: ``python -m lightning_style``)."""
-    command = [sys.executable, "-m", "lightning_style"] if module else [str(Path(sys.executable).with_name(
-        "lightning-style"))]
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed ``lightning-style`` console script."""
     return subprocess.run(
-        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
+        [str(Path(sys.executable).with_name("lightning-style")), *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )
 
 

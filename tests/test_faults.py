@@ -116,15 +116,15 @@ def test_a_failed_write_leaves_the_existing_output_intact(tmp_path):
 def test_a_signal_stops_after_the_step_with_a_checkpoint_a_summary_and_partial_images(tmp_path, signum, devices):
     """The signal goes to the first process only (``kill PID``, ``timeout``, ``docker stop``): every process stops
     at the same step, the checkpoint holds the batches in progress, their images go to partial/ and nothing
-    unfinished carries a final name; the exit status is 128 + the signal, and the summary says how to go on."""
+    unfinished carries a final name; the exit status is 128 + the signal, and the summary says how to go on. Started
+    as ``python -m lightning_style`` (the module's entry point; the second process too)."""
     last, out = tmp_path / "out/checkpoints/last.ckpt", tmp_path / "out"
-    script = Path(sys.executable).with_name("lightning-style")
     log, printed = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
     # Two contents of two shapes: two batches, one on each process when there are two.
     with open(log, "w") as stderr, open(printed, "w") as stdout:  # files, not pipes that nobody reads meanwhile
         process = subprocess.Popen(
-            [str(script), "fit", "--config", "configs/debug.yaml", "--data.content", "examples/content",
-             "--data.steps", "100000", "--trainer.callbacks+=StepCheckpoint",
+            [sys.executable, "-m", "lightning_style", "fit", "--config", "configs/debug.yaml", "--data.content",
+             "examples/content", "--data.steps", "100000", "--trainer.callbacks+=StepCheckpoint",
              "--trainer.callbacks.every_n_train_steps", "2",
              "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
              "--output.dir", str(out)],

@@ -17,23 +17,49 @@ from wandb_records import config, history_keys, read_records
 PAIRS = ["astronaut__swirls", "chelsea__swirls"]
 
 
+WANDB_JOB = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config",
+             "configs/wandb.yaml", "--data.content", "examples/content", "--data.steps", "4",
+             "--images.every_n_steps", "2"]
+NO_CREDENTIALS = {"WANDB_API_KEY": "", "WANDB_MODE": ""}  # and HOME, NETRC: a machine that never logged in
+
+
+def test_offline_wandb_run_without_credentials(tmp_path, monkeypatch, caplog):
+    """One process, the command line in this process (the notice is a log record here: a real process prints it,
+    as the two-process test below checks)."""
+    import wandb
+
+    from helpers import ROOT, run_main
+
+    monkeypatch.chdir(ROOT)
+    for name, value in {**NO_CREDENTIALS, "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        with caplog.at_level("INFO"):
+            code, _ = run_main(*WANDB_JOB, "--trainer.enable_progress_bar", "false",
+                               "--output.dir", str(tmp_path / "out"))
+    finally:
+        wandb.teardown()  # W&B's service, started in this process: later runs must not log through it
+    assert code == 0
+    assert_offline_run(tmp_path / "out", [record.getMessage() for record in caplog.records], devices=1)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("devices", [1, 2], ids=["1-process", "2-process-ddp"])
-def test_offline_wandb_run_without_credentials(tmp_path, devices):
-    """One process as ``python -m lightning_style`` (the module's entry point), two as the console script."""
-    env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(tmp_path / "none")}
-    result = run_cli(
-        "fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config", "configs/wandb.yaml",
-        "--data.content", "examples/content", "--data.steps", "4", "--images.every_n_steps", "2",
-        "--output.dir", str(tmp_path / "out"),
-        "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto", env=env,
-        module=devices == 1,
-    )
+def test_offline_wandb_run_of_two_processes_without_credentials(tmp_path):
+    """Two processes (DDP, the console script): one W&B run, rank 0's, with every process's finished pairs."""
+    env = {**NO_CREDENTIALS, "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}
+    result = run_cli(*WANDB_JOB, "--output.dir", str(tmp_path / "out"), "--trainer.devices", "2",
+                     "--trainer.strategy", "ddp", env=env)
     assert result.returncode == 0, result.stderr
-    notice = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("W&B:")]
+    assert_offline_run(tmp_path / "out", (result.stdout + result.stderr).splitlines(), devices=2)
+
+
+def assert_offline_run(out: Path, printed: list[str], devices: int) -> None:
+    """The W&B notice printed once, and the offline run under ``out``: pictures of the batch in progress and of
+    every finished pair, the table of pairs, the figures and the config."""
+    notice = [line for line in printed if line.startswith("W&B:")]
     assert len(notice) == 1 and "no W&B credentials" in notice[0] and "wandb sync" in notice[0]
 
-    (run,) = (tmp_path / "out" / "wandb").glob("offline-run-*")  # under --output.dir; one run: only rank 0 logs
+    (run,) = (out / "wandb").glob("offline-run-*")  # under --output.dir; one run: only rank 0 logs
     # The batch in progress, one picture per pair under one key: the two pairs have two shapes, so two batches,
     # one after the other on one process (steps 2, 4, 6, 8), or one on each of two (rank 0's at steps 2, 4).
     images = sorted((run / "files" / "media" / "images" / "images").glob("batch_*.png"))
