@@ -11,12 +11,10 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_style.image_logger import ImageLogger, Row
 
-from helpers import fit, run_cli
+from helpers import ROOT, fit, run_cli, run_main
 from wandb_records import config, history_keys, read_records
 
 PAIRS = ["astronaut__swirls", "chelsea__swirls"]
-
-
 WANDB_JOB = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config",
              "configs/wandb.yaml", "--data.content", "examples/content", "--data.steps", "4",
              "--images.every_n_steps", "2"]
@@ -27,8 +25,6 @@ def test_offline_wandb_run_without_credentials(tmp_path, monkeypatch, caplog):
     """One process, the command line in this process (the notice is a log record here: a real process prints it,
     as the two-process test below checks)."""
     import wandb
-
-    from helpers import ROOT, run_main
 
     monkeypatch.chdir(ROOT)
     for name, value in {**NO_CREDENTIALS, "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}.items():
