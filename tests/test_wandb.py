@@ -18,7 +18,11 @@ PAIRS = ["astronaut__swirls", "chelsea__swirls"]
 WANDB_JOB = ["fit", "--config", "configs/default.yaml", "--config", "configs/debug.yaml", "--config",
              "configs/wandb.yaml", "--data.content", "examples/content", "--data.steps", "4",
              "--images.every_n_steps", "2"]
-NO_CREDENTIALS = {"WANDB_API_KEY": "", "WANDB_MODE": ""}  # and HOME, NETRC: a machine that never logged in
+
+
+def no_credentials(home: Path) -> dict[str, str]:
+    """The environment of a machine that never logged in to W&B."""
+    return {"WANDB_API_KEY": "", "WANDB_MODE": "", "HOME": str(home), "NETRC": str(home / "none")}
 
 
 def test_offline_wandb_run_without_credentials(tmp_path, monkeypatch, caplog):
@@ -27,7 +31,7 @@ def test_offline_wandb_run_without_credentials(tmp_path, monkeypatch, caplog):
     import wandb
 
     monkeypatch.chdir(ROOT)
-    for name, value in {**NO_CREDENTIALS, "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}.items():
+    for name, value in no_credentials(tmp_path).items():
         monkeypatch.setenv(name, value)
     try:
         with caplog.at_level("INFO"):
@@ -42,9 +46,8 @@ def test_offline_wandb_run_without_credentials(tmp_path, monkeypatch, caplog):
 @pytest.mark.slow
 def test_offline_wandb_run_of_two_processes_without_credentials(tmp_path):
     """Two processes (DDP, the console script): one W&B run, rank 0's, with every process's finished pairs."""
-    env = {**NO_CREDENTIALS, "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}
     result = run_cli(*WANDB_JOB, "--output.dir", str(tmp_path / "out"), "--trainer.devices", "2",
-                     "--trainer.strategy", "ddp", env=env)
+                     "--trainer.strategy", "ddp", env=no_credentials(tmp_path))
     assert result.returncode == 0, result.stderr
     assert_offline_run(tmp_path / "out", (result.stdout + result.stderr).splitlines(), devices=2)
 
