@@ -1,7 +1,6 @@
 """The ``lightning-style`` command: a ``LightningCLI`` over ``StyleTransfer`` and ``PairDataModule``."""
 
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -16,7 +15,7 @@ import torch
 from jsonargparse import Namespace
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
@@ -27,6 +26,7 @@ from .errors import NonFiniteError, OptionError, StyleTransferError, WriteError
 from .files import check_folder
 from .help import FIT_PARSER, FIT_SUMMARY, MAIN_PARSER, arrange_help
 from .image_logger import ImageLogger
+from .loggers import SaveConfigToLoggers
 from .module import StyleTransfer
 from .preview import preview
 from .quiet import LIGHTNING_LOG
@@ -35,18 +35,6 @@ from .shards import Shard, find_shard
 from .stop import GracefulStop
 from .strategy import IndependentDDPStrategy, several_processes
 from .summary import launched_by, summary
-
-
-class SaveConfigToLoggers(SaveConfigCallback):
-    """Writes ``config.yaml`` to the log folder and records the resolved config as each logger's hyper-parameters
-    (the W&B run config), so runs can be compared by any option."""
-
-    def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:
-        config = json.loads(self.parser.dump(self.config, format="json", skip_none=False))
-        config.pop("config", None)  # the config files' paths
-        for logger in trainer.loggers:
-            logger.log_hyperparams(config)
-
 
 EXAMPLE_CONTENT, EXAMPLE_STYLE = "examples/content/chelsea.png", "examples/style/swirls.png"
 # The package's defaults are those of configs/default.yaml: a run ends when every pair had --data.steps steps.

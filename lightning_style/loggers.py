@@ -1,5 +1,7 @@
-"""``WandbLogger``: Lightning's W&B logger that never stops or prompts for lack of credentials or network."""
+"""The run's loggers: ``WandbLogger``, Lightning's W&B logger that never stops or prompts for lack of credentials or
+network, and ``SaveConfigToLoggers``, which gives every logger the run's whole config."""
 
+import json
 import netrc
 import os
 import socket
@@ -9,6 +11,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lightning_utilities.core.rank_zero import rank_zero_info
+from pytorch_lightning import Trainer
+from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger as _WandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
@@ -104,3 +108,14 @@ class WandbLogger(_WandbLogger):
             elif run.url:
                 rank_zero_info(f"W&B: run {run.name} at {run.url}")
         return run
+
+
+class SaveConfigToLoggers(SaveConfigCallback):
+    """Writes ``config.yaml`` to the log folder and records the resolved config as each logger's hyper-parameters
+    (the W&B run config), so runs can be compared by any option."""
+
+    def save_config(self, trainer: Trainer, pl_module, stage: str) -> None:
+        config = json.loads(self.parser.dump(self.config, format="json", skip_none=False))
+        config.pop("config", None)  # the config files' paths
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
